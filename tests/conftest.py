@@ -1,0 +1,20 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real GLUE/SuperGLUE/corpora files beside the repo; tests skip if absent."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is not present on this machine")
+    return SHARED

@@ -1,0 +1,1 @@
+"""What every stage shares: typed config, run directory, user errors, device probing."""
