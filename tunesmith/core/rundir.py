@@ -166,3 +166,7 @@ class RunDir:
         if self.main and self.metrics_file.exists():
             keep = [r for r in self.read_metrics() if r.get("step", 0) <= step]
             atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in keep))
+
+
+def default_run_dir(stage: str) -> Path:
+    return Path("runs") / f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}"

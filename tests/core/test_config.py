@@ -1,0 +1,43 @@
+import pytest
+from tunesmith.core.config import load_config, parse_overrides
+from tunesmith.core.errors import UserError
+from tunesmith.pretraining import PretrainConfig
+
+
+def test_overrides_parse_types_and_nesting():
+    out = parse_overrides(["--train.lr", "3e-4", "--model.size=small", "--data.train", "[a.txt, b.txt]",
+                           "--curriculum.enabled", "true"])
+    assert out == {"train": {"lr": "3e-4"}, "model": {"size": "small"},
+                   "data": {"train": ["a.txt", "b.txt"]}, "curriculum": {"enabled": True}}
+    cfg = load_config(PretrainConfig, None, ["--train.lr", "3e-4"])
+    assert cfg.train.lr == pytest.approx(3e-4)
+
+
+def test_recipe_then_flags_override(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: {size: small, family: gpt2}\ntrain: {lr: 0.001, max_steps: 7}\n")
+    cfg = load_config(PretrainConfig, recipe, ["--train.max_steps", "9"])
+    assert (cfg.model.size, cfg.model.family, cfg.train.lr, cfg.train.max_steps) == ("small", "gpt2", 0.001, 9)
+    assert cfg.data.block_size == PretrainConfig().data.block_size  # defaults come from one place
+
+
+@pytest.mark.parametrize("overrides, fragments", [
+    (["--train.lrr", "1"], ['unknown config key "train.lrr"', 'did you mean "lr"']),
+    (["--trian.lr", "1"], ['unknown config key "trian"', 'did you mean "train"']),
+    (["--train.lr", "-1"], ['"train.lr"', "greater than 0"]),
+    (["--model.family", "bert"], ['"model.family"', "'llama'"]),
+    (["--train.max_steps"], ["has no value"]),
+])
+def test_bad_config_names_key_and_fix(overrides, fragments):
+    with pytest.raises(UserError) as e:
+        load_config(PretrainConfig, None, overrides)
+    for f in fragments:
+        assert f in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_bad_yaml_names_file_and_line(tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("train:\n  lr: [1,\n")
+    with pytest.raises(UserError, match=r"bad.yaml:\d+: invalid YAML"):
+        load_config(PretrainConfig, recipe)

@@ -1,0 +1,44 @@
+"""Loading local model folders safely: safetensors only, no remote code unless asked."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import UserError
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+def check_model_folder(path: str | os.PathLike, allow_pickle: bool = False) -> Path:
+    p = Path(path)
+    if not p.is_dir():
+        raise UserError("model folder not found", file=p, fix="give a local folder written by save_pretrained")
+    if not (p / "config.json").exists():
+        raise UserError("not a model folder: config.json is missing", file=p)
+    has_safe = any(p.glob("*.safetensors")) or (p / "model.safetensors.index.json").exists()
+    has_pickle = any(f.suffix in PICKLE_SUFFIXES for f in p.iterdir())
+    if not has_safe and has_pickle and not allow_pickle:
+        raise UserError("holds only pickle weights (.bin/.pt), which can run code when loaded; refused",
+                        file=p, fix="convert to safetensors, or pass --allow-pickle if you trust the source")
+    if not has_safe and not has_pickle:
+        raise UserError("holds no weights (*.safetensors)", file=p)
+    return p
+
+
+def load_causal_lm(path: str | os.PathLike, trust_remote_code: bool = False, allow_pickle: bool = False,
+                   dtype=None):
+    """AutoModelForCausalLM from a local folder, fp32 unless `dtype` says otherwise."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    p = check_model_folder(path, allow_pickle)
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(p), dtype=dtype or torch.float32,
+                                                    trust_remote_code=trust_remote_code,
+                                                    use_safetensors=not allow_pickle)
+    except ValueError as e:
+        msg = str(e).splitlines()[0]
+        if "trust_remote_code" in msg:
+            raise UserError("this model needs custom code to load", file=p,
+                            fix="pass --model.trust_remote_code true only if you trust its author") from None
+        raise UserError(f"cannot load as a causal LM: {msg}", file=p) from None

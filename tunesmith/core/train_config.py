@@ -1,0 +1,36 @@
+"""Config sections every training stage shares: the optimisation loop and the run folder."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .config import Section
+
+
+class TrainSection(Section):
+    lr: float = Field(3e-4, gt=0, description="peak learning rate")
+    schedule: Literal["cosine", "linear", "constant"] = Field("cosine", description="learning-rate schedule")
+    warmup_steps: int = Field(20, ge=0, description="linear warm-up steps")
+    max_steps: int = Field(200, ge=1, description="optimizer steps")
+    batch_size: int = Field(16, ge=1, description="global batch size (sequences per optimizer step)")
+    micro_batch_size: int | None = Field(
+        None, ge=1, description="sequences per forward pass; gradient accumulation makes up the rest")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
+    dtype: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast if a quick matmul probe finds it faster, else fp32")
+    seed: int = Field(42, description="seed for init, data order and sampling")
+    logging_steps: int = Field(10, ge=1, description="log metrics every N steps")
+    eval_steps: int = Field(100, ge=1, description="validation loss every N steps")
+    save_steps: int = Field(100, ge=1, description="checkpoint every N steps")
+    save_total_limit: int = Field(2, ge=1, description="keep the last K checkpoints")
+    gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
+
+
+class RunSection(Section):
+    dir: str | None = Field(None, description="run directory (default: runs/<stage>-<timestamp>)")
+    resume: bool = Field(False, description="continue the run in `dir` from its last checkpoint")
+    overwrite: bool = Field(False, description="allow writing into a non-empty run directory")
+    sample_prompt: str = Field("Once upon a time", description="prompt for the text sample printed at the end")
+    sample_tokens: int = Field(40, ge=0, description="tokens to generate for the sample")

@@ -1,0 +1,198 @@
+"""The pretraining stage: build (or load) the model and tokenizer, build the data, train with
+the Hugging Face Trainer, save a standard model folder, print a sample.
+
+    import tunesmith as ts
+    result = ts.pretrain({"model": {"size": "nano"}, "train": {"max_steps": 50}})
+    print(result.model_path, result.metrics["eval_loss"])
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, GenerationConfig, TrainingArguments, set_seed
+
+from ..core.callbacks import MetricsLogger
+from ..core.checkpoints import MarkComplete, last_checkpoint
+from ..core.config import coerce
+from ..core.device import pick_dtype
+from ..core.errors import UserError
+from ..core.modelio import load_causal_lm
+from ..core.rundir import RunDir, atomic_dir, default_run_dir
+from .config import PretrainConfig
+from .curriculum import CurriculumSampler
+from .data import build_data, tokenizer_texts
+from .init import initialize
+from .mtp import attach_heads, load_heads, save_heads
+from .presets import build_model, count_parameters
+from .tokenizer import load_tokenizer, train_tokenizer
+from .trainer import PretrainTrainer
+
+
+@dataclass
+class PretrainResult:
+    run_dir: Path
+    model_path: Path
+    metrics: dict = field(default_factory=dict)
+    sample: str = ""
+
+
+def pretrain(config: PretrainConfig | dict | None = None, **sections) -> PretrainResult:
+    """Train a causal LM from scratch (or continue one) as `config` says; see PretrainConfig."""
+    cfg = coerce(PretrainConfig, config, **sections)
+    _check(cfg)
+    run = RunDir.create(cfg.run.dir or default_run_dir("pretrain"), resume=cfg.run.resume,
+                        overwrite=cfg.run.overwrite)
+    dtype = pick_dtype(cfg.train.dtype)
+    set_seed(cfg.train.seed)
+    tokenizer = _tokenizer(cfg, run)
+    model = _model(cfg, tokenizer)
+    reference = load_causal_lm(cfg.curriculum.reference_model) if cfg.curriculum.score == "perplexity" \
+        and cfg.curriculum.enabled and cfg.curriculum.reference_model else None
+    data = build_data(cfg, tokenizer, reference)
+    run.write_config(cfg)
+    run.write_environment(seed=cfg.train.seed, dtype=dtype, parameters=count_parameters(model),
+                          data=data.stats)
+
+    trainer = _trainer(cfg, run, model, tokenizer, data, dtype)
+    resume_from = last_checkpoint(run.checkpoints) if cfg.run.resume else None
+    metrics: dict = {"parameters": count_parameters(model), "dtype": dtype, **data.stats}
+    if resume_from is None and data.validation is not None:
+        metrics["initial_eval_loss"] = trainer.evaluate()["eval_loss"]
+    if resume_from is not None:
+        run.truncate_metrics_after(int(Path(resume_from).name.split("-")[-1]))
+    t0 = time.perf_counter()
+    out = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    metrics["train_seconds"] = round(time.perf_counter() - t0, 2)
+    metrics["train_loss"] = out.training_loss
+    metrics["steps"] = trainer.state.global_step
+    if data.validation is not None:
+        metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
+        metrics["perplexity"] = math.exp(min(metrics["eval_loss"], 50))
+    model_path = _save(run, model, tokenizer)
+    sample = generate_sample(model, tokenizer, cfg.run.sample_prompt, cfg.run.sample_tokens, cfg.train.seed)
+    run.write_json("results.json", {"metrics": metrics, "model_path": str(model_path), "sample": sample})
+    return PretrainResult(run.path, model_path, metrics, sample)
+
+
+def _check(cfg: PretrainConfig) -> None:
+    if cfg.curriculum.enabled and cfg.curriculum.score == "perplexity" and not cfg.curriculum.reference_model:
+        raise UserError("perplexity scoring needs a reference model", field="curriculum.reference_model",
+                        fix="name a local causal-LM folder that shares the tokenizer")
+
+
+def _tokenizer(cfg: PretrainConfig, run: RunDir):
+    saved = run.path / "tokenizer"
+    if cfg.run.resume and saved.is_dir():
+        return load_tokenizer(saved)
+    if cfg.tokenizer.path:
+        tok = load_tokenizer(cfg.tokenizer.path)
+    elif cfg.model.from_pretrained:
+        tok = load_tokenizer(cfg.model.from_pretrained)
+    else:
+        texts = list(tokenizer_texts(cfg))
+        if not texts:
+            raise UserError("the training corpus is empty (no non-blank documents)", field="data.train")
+        tok = train_tokenizer(texts, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency)
+    if run.main:
+        with atomic_dir(saved) as tmp:
+            tok.save_pretrained(tmp)
+    return tok
+
+
+def _model(cfg: PretrainConfig, tokenizer):
+    m = cfg.model
+    if m.from_pretrained:
+        model = load_causal_lm(m.from_pretrained, trust_remote_code=m.trust_remote_code)
+        if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+            raise UserError(f"tokenizer has {len(tokenizer)} tokens but the model only "
+                            f"{model.get_input_embeddings().num_embeddings} embeddings",
+                            file=m.from_pretrained, field="tokenizer.path")
+    else:
+        model = build_model(m.family, m.size, layers=m.layers, hidden=m.hidden, heads=m.heads,
+                            kv_heads=m.kv_heads, intermediate=m.intermediate, context=m.context,
+                            vocab=m.vocab or len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                            initializer_range=m.init_std)
+        if m.vocab and m.vocab < len(tokenizer):
+            raise UserError(f"model.vocab {m.vocab} is smaller than the tokenizer ({len(tokenizer)} tokens)",
+                            field="model.vocab")
+        initialize(model, m.family, m.init, m.init_std, seed=cfg.train.seed)
+    context = model.config.max_position_embeddings
+    if cfg.data.block_size > context:
+        raise UserError(f"data.block_size {cfg.data.block_size} exceeds the model's context {context}",
+                        field="data.block_size", fix=f"set data.block_size <= {context} or model.context")
+    model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id,
+                                               eos_token_id=tokenizer.eos_token_id,
+                                               pad_token_id=tokenizer.pad_token_id)
+    if cfg.objective.type == "multi_token":
+        attach_heads(model, cfg.objective.n_heads)
+        if m.from_pretrained:
+            load_heads(model, m.from_pretrained, cfg.objective.n_heads)
+    return model
+
+
+def _trainer(cfg: PretrainConfig, run: RunDir, model, tokenizer, data, dtype: str) -> PretrainTrainer:
+    t = cfg.train
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_device = t.micro_batch_size or max(1, t.batch_size // world)
+    if t.batch_size % (per_device * world):
+        raise UserError(f"batch_size {t.batch_size} is not a multiple of micro_batch_size x processes "
+                        f"({per_device} x {world})", field="train.batch_size")
+    accum = t.batch_size // (per_device * world)
+    schedule = {"cosine": "cosine_with_min_lr", "linear": "linear", "constant": "constant_with_warmup"}[t.schedule]
+    args = TrainingArguments(
+        output_dir=str(run.checkpoints), max_steps=t.max_steps, per_device_train_batch_size=per_device,
+        per_device_eval_batch_size=per_device, gradient_accumulation_steps=accum, learning_rate=t.lr,
+        lr_scheduler_type=schedule, lr_scheduler_kwargs={"min_lr_rate": 0.1} if t.schedule == "cosine" else {},
+        warmup_steps=t.warmup_steps, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm,
+        logging_steps=t.logging_steps, eval_strategy="steps" if data.validation is not None else "no",
+        eval_steps=t.eval_steps, save_strategy="steps", save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit, seed=t.seed, data_seed=t.seed, report_to=[],
+        bf16=dtype == "bf16", use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+        prediction_loss_only=True, remove_unused_columns=False,
+        activation_checkpointing=t.gradient_checkpointing,
+    )
+    sampler = None
+    if cfg.curriculum.enabled:
+        c = cfg.curriculum
+        sampler = CurriculumSampler(len(data.train), t.max_steps * t.batch_size, c.start_fraction,
+                                    c.full_at, c.pacing, t.seed)
+    return PretrainTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.validation,
+                           processing_class=tokenizer, curriculum_sampler=sampler,
+                           callbacks=[MetricsLogger(run, t.batch_size * cfg.data.block_size), MarkComplete()])
+
+
+def _save(run: RunDir, model, tokenizer) -> Path:
+    """The final model folder: config, safetensors, tokenizer, generation config (and the
+    extra prediction heads beside them). Written to a temp folder, then renamed."""
+    final = run.path / "model"
+    if not run.main:
+        return final
+    heads = model._modules.pop("mtp_heads", None)
+    try:
+        with atomic_dir(final) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            if heads is not None:
+                model.mtp_heads = heads
+                save_heads(model, tmp)
+    finally:
+        if heads is not None:
+            model.mtp_heads = heads
+    return final
+
+
+@torch.no_grad()
+def generate_sample(model, tokenizer, prompt: str, max_new_tokens: int, seed: int) -> str:
+    if max_new_tokens <= 0:
+        return ""
+    model.eval()
+    torch.manual_seed(seed)
+    ids = tokenizer(prompt, return_tensors="pt").to(model.device)
+    out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=True, top_k=40, temperature=0.8)
+    return tokenizer.decode(out[0], skip_special_tokens=True)

@@ -1,0 +1,49 @@
+"""The Hugging Face Trainer, taught multi-token losses, per-head logging and curriculum sampling."""
+from __future__ import annotations
+
+import torch
+from transformers import Trainer
+
+from .mtp import causal_lm_losses
+
+
+class PretrainTrainer(Trainer):
+    """`Trainer` whose loss is the sum of the prediction heads' losses (one head: plain
+    next-token loss). Evaluation reports head 1 (next-token) loss, so eval perplexity is
+    comparable across objectives. Each head's training loss is logged as `loss_head_k`."""
+
+    loss_is_scaled_for_ga = False  # per-batch mean: the Trainer divides by accumulation steps
+
+    def __init__(self, *args, curriculum_sampler=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.curriculum_sampler = curriculum_sampler
+        self._head_sums: list[float] = []
+        self._head_count = 0
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.curriculum_sampler is not None:
+            return self.curriculum_sampler
+        return super()._get_train_sampler(train_dataset)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        heads = getattr(self.accelerator.unwrap_model(model), "mtp_heads", None)
+        losses = causal_lm_losses(model, inputs["input_ids"], inputs["labels"],
+                                  inputs.get("attention_mask"), heads=heads if model.training else None)
+        if model.training:
+            values = [l.detach().item() for l in losses]
+            if not self._head_sums:
+                self._head_sums = [0.0] * len(values)
+            self._head_sums = [s + v for s, v in zip(self._head_sums, values)]
+            self._head_count += 1
+            loss = torch.stack(losses).sum()
+        else:
+            loss = losses[0]
+        return (loss, {"loss": loss}) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._head_count and len(self._head_sums) > 1:
+            for k, s in enumerate(self._head_sums, start=1):
+                logs[f"loss_head_{k}"] = round(s / self._head_count, 4)
+        if "loss" in logs:
+            self._head_sums, self._head_count = [], 0
+        super().log(logs, start_time)
