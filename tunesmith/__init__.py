@@ -5,9 +5,25 @@
 """
 from __future__ import annotations
 
+import importlib
+
 __version__ = "0.1.0"
 
 from .core.errors import UserError
-from .pretraining import PretrainConfig, PretrainResult, pretrain
 
-__all__ = ["__version__", "UserError", "PretrainConfig", "PretrainResult", "pretrain"]
+# public name -> module that defines it; modules load on first use, so `import tunesmith`
+# and the CLI's --help stay fast
+_API = {
+    "pretrain": "tunesmith.pretraining.stage",
+    "PretrainResult": "tunesmith.pretraining.stage",
+    "PretrainConfig": "tunesmith.pretraining.config",
+}
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'tunesmith' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "UserError", *_API]

@@ -94,6 +94,12 @@ def _cmd_stage(api: Callable) -> Callable:
     return run
 
 
+def _api(name: str) -> Callable:
+    import tunesmith
+
+    return getattr(tunesmith, name)
+
+
 def _cmd_demo(args, overrides: list[str]) -> int:
     from .demo import run_demo
 
@@ -102,7 +108,7 @@ def _cmd_demo(args, overrides: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .pretraining import PretrainConfig, pretrain
+    from .pretraining import PretrainConfig
 
     parser = _Parser(prog="tunesmith", description="Build, fine-tune, align and evaluate language models.")
     parser.add_argument("--version", action="version", version=f"tunesmith {__version__}")
@@ -114,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     p = _add_stage(sub, "pretrain", PretrainConfig,
                    "train a causal LM from scratch (or continue one) on a text corpus")
-    p.set_defaults(func=_cmd_stage(pretrain))
+    p.set_defaults(func=_cmd_stage(lambda cfg: _api("pretrain")(cfg)))
     d = sub.add_parser("demo", help="the end-to-end demo on the corpus shipped with tunesmith",
                        description="the end-to-end demo on the corpus shipped with tunesmith",
                        parents=[_common()])

@@ -26,6 +26,7 @@ from ..core.rundir import RunDir, atomic_dir, default_run_dir
 from .config import PretrainConfig
 from .curriculum import CurriculumSampler
 from .data import build_data, tokenizer_texts
+from .documents import resolve_sources
 from .init import initialize
 from .mtp import attach_heads, load_heads, save_heads
 from .presets import build_model, count_parameters
@@ -96,7 +97,8 @@ def _tokenizer(cfg: PretrainConfig, run: RunDir):
     else:
         texts = list(tokenizer_texts(cfg))
         if not texts:
-            raise UserError("the training corpus is empty (no non-blank documents)", field="data.train")
+            raise UserError("the training corpus is empty (no non-blank documents)", field="data.train",
+                            file=", ".join(s.location for s in resolve_sources(cfg.data.train)))
         tok = train_tokenizer(texts, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency)
     if run.main:
         with atomic_dir(saved) as tmp:

@@ -1,0 +1,57 @@
+"""The pretrain command as a user types it: help, dry run, and bad input (exit 2, one line)."""
+import pytest
+import yaml
+
+from helpers import assert_user_error, run_cli, tiny_config, write_corpus
+
+
+def test_help_lists_every_config_key():
+    proc = run_cli("pretrain", "--help")
+    assert proc.returncode == 0
+    for flag in ("--model.family", "--train.lr", "--objective.n_heads", "--curriculum.pacing", "--data.streaming"):
+        assert flag in proc.stdout
+    assert run_cli("--version").stdout.startswith("tunesmith ")
+
+
+def test_dry_run_prints_resolved_config(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: {family: neox}\n")
+    proc = run_cli("pretrain", str(recipe), "--train.max_steps", "7", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["model"]["family"] == "neox" and cfg["train"]["max_steps"] == 7
+    assert not (tmp_path / "run").exists()
+
+
+def _bad_inputs(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n \n\n")
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("first line\ncaf\xe9 au lait\n".encode("latin-1"))
+    jsonl = tmp_path / "bad.jsonl"
+    jsonl.write_text('{"text": "ok"}\n{"txt": "wrong field"}\n')
+    return {
+        "missing corpus": (["--data.train", str(tmp_path / "nope.txt")], ["nope.txt", "not found"]),
+        "empty corpus": (["--data.train", str(empty)], ["empty.txt", "empty"]),
+        "non-UTF-8 file": (["--data.train", str(latin)], ["latin1.txt:2:", "not UTF-8"]),
+        "unknown key": (["--train.lerning_rate", "1"], ['"train.lerning_rate"', 'did you mean']),
+        "jsonl field": (["--data.train", str(jsonl)], ["bad.jsonl:2:", 'field "text" is missing']),
+        "block > context": (["--data.block_size", "4096"], ["block_size", "context"]),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing corpus", "empty corpus", "non-UTF-8 file", "unknown key",
+                                  "jsonl field", "block > context"])
+def test_bad_input_exits_2_with_one_line(tmp_path, case):
+    args, fragments = _bad_inputs(tmp_path)[case]
+    proc = run_cli("pretrain", "--run.dir", str(tmp_path / "run"), "--tokenizer.vocab_size", "300", *args)
+    assert_user_error(proc, *fragments)
+
+
+def test_existing_run_dir_is_not_clobbered(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("precious")
+    proc = run_cli("pretrain", "--run.dir", str(run))
+    assert_user_error(proc, "already exists", "--resume")
+    assert [p.name for p in run.iterdir()] == ["keep.txt"]
