@@ -41,3 +41,16 @@ def test_bad_yaml_names_file_and_line(tmp_path):
     recipe.write_text("train:\n  lr: [1,\n")
     with pytest.raises(UserError, match=r"bad.yaml:\d+: invalid YAML"):
         load_config(PretrainConfig, recipe)
+
+
+def test_api_accepts_recipe_path_dict_and_object(tmp_path):
+    from tunesmith.core.config import coerce
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train: {lr: 0.002}\n")
+    assert coerce(PretrainConfig, str(recipe), model={"size": "small"}).train.lr == 0.002
+    assert coerce(PretrainConfig, {"train": {"lr": 0.5}}).train.lr == 0.5
+    cfg = PretrainConfig()
+    assert coerce(PretrainConfig, cfg) is cfg
+    with pytest.raises(UserError, match='did you mean "lr"'):
+        coerce(PretrainConfig, {"train": {"lrate": 1}})

@@ -151,9 +151,12 @@ def load_config(cls: type[C], recipe: str | os.PathLike | None = None,
 
 
 def coerce(cls: type[C], config: C | dict | None, **kwargs: Any) -> C:
-    """What the Python API accepts: a config object, a nested dict, or keyword sections."""
+    """What the Python API accepts: a config object, a nested dict, a YAML recipe path, or
+    keyword sections (merged over it)."""
     if config is None:
         config = {}
+    if isinstance(config, (str, os.PathLike)):
+        return build(cls, deep_merge(read_yaml(config), kwargs), str(config))
     if isinstance(config, cls):
         return config.model_copy(update=kwargs) if kwargs else config
     if isinstance(config, BaseModel):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, GenerationConfig, TrainingArguments, set_seed
+from transformers import GenerationConfig, PrinterCallback, TrainingArguments, set_seed
 
 from ..core.callbacks import MetricsLogger
 from ..core.checkpoints import MarkComplete, last_checkpoint
@@ -164,9 +164,11 @@ def _trainer(cfg: PretrainConfig, run: RunDir, model, tokenizer, data, dtype: st
         c = cfg.curriculum
         sampler = CurriculumSampler(len(data.train), t.max_steps * t.batch_size, c.start_fraction,
                                     c.full_at, c.pacing, t.seed)
-    return PretrainTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.validation,
-                           processing_class=tokenizer, curriculum_sampler=sampler,
-                           callbacks=[MetricsLogger(run, t.batch_size * cfg.data.block_size), MarkComplete()])
+    trainer = PretrainTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.validation,
+                              processing_class=tokenizer, curriculum_sampler=sampler,
+                              callbacks=[MetricsLogger(run, t.batch_size * cfg.data.block_size), MarkComplete()])
+    trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl; progress is the tqdm bar
+    return trainer
 
 
 def _save(run: RunDir, model, tokenizer) -> Path:
