@@ -14,15 +14,19 @@ from .core.errors import UserError
 # public name -> module that defines it; modules load on first use, so `import tunesmith`
 # and the CLI's --help stay fast
 _API = {
-    "pretrain": "tunesmith.pretraining.stage",
-    "PretrainResult": "tunesmith.pretraining.stage",
-    "PretrainConfig": "tunesmith.pretraining.config",
+    "pretrain": "tunesmith.pretraining.stage:pretrain",
+    "PretrainResult": "tunesmith.pretraining.stage:PretrainResult",
+    "PretrainConfig": "tunesmith.pretraining.config:PretrainConfig",
+    "check_data": "tunesmith.data:check_data",
+    "prepare_data": "tunesmith.data:prepare",
+    "DataPrepConfig": "tunesmith.data:DataPrepConfig",
 }
 
 
 def __getattr__(name: str):
     if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
+        module, attr = _API[name].split(":")
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'tunesmith' has no attribute {name!r}")
 
 

@@ -100,11 +100,62 @@ def _api(name: str) -> Callable:
     return getattr(tunesmith, name)
 
 
+def _cmd_data_check(args, overrides: list[str]) -> int:
+    from .data import check_data
+
+    if overrides:
+        raise UserError(f'unexpected argument "{overrides[0]}"', fix="see tunesmith data check --help")
+    labels = [l.strip() for l in args.labels.split(",")] if args.labels else None
+    result = check_data(list(args.paths), format=args.format, tokenizer=args.tokenizer,
+                        max_length=args.max_length, labels=labels)
+    print(json.dumps(result.summary(), default=str) if args.json else result.render())
+    return 0 if result.ok else UserError.exit_code
+
+
+def _cmd_data_prepare(args, overrides: list[str]) -> int:
+    from .data import DataPrepConfig, prepare
+
+    recipe = None
+    if overrides and not overrides[0].startswith("-"):
+        recipe, overrides = overrides[0], overrides[1:]
+    cfg = load_config(DataPrepConfig, recipe, overrides)
+    if args.dry_run:
+        import yaml
+        print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+        return 0
+    result = prepare(cfg)
+    print(json.dumps(result.card, default=str) if args.json else result.render())
+    return 0
+
+
 def _cmd_demo(args, overrides: list[str]) -> int:
     from .demo import run_demo
 
     run_demo(overrides, quiet=args.quiet)
     return 0
+
+
+def _add_data(sub) -> None:
+    from .data import DataPrepConfig
+
+    data = sub.add_parser("data", help="check or prepare datasets", description="check or prepare datasets")
+    dsub = data.add_subparsers(dest="data_command", metavar="check|prepare", parser_class=_Parser)
+    dsub.required = True
+    c = dsub.add_parser("check", parents=[_common()], help="check every row; exit 2 if any problem",
+                        description="print the detected format, row counts, token-length percentiles "
+                                    "and every problem (file:line: field ...); exit code 2 if any")
+    c.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or save_to_disk folders")
+    c.add_argument("--format", help="force a format instead of detecting it")
+    c.add_argument("--tokenizer", help="tokenizer/model folder for token lengths")
+    c.add_argument("--max-length", type=int, help="report rows longer than this many tokens")
+    c.add_argument("--labels", help="comma-separated label set for classification rows")
+    c.set_defaults(func=_cmd_data_check)
+    p = dsub.add_parser("prepare", parents=[_common()], help="clean, deduplicate, anonymize, mix and split",
+                        description="clean, deduplicate, anonymize, mix and split datasets",
+                        epilog=_stage_help(DataPrepConfig), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.usage = "tunesmith data prepare [RECIPE.yaml] [--section.key VALUE ...] [--dry-run]"
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=_cmd_data_prepare)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add_stage(sub, "pretrain", PretrainConfig,
                    "train a causal LM from scratch (or continue one) on a text corpus")
     p.set_defaults(func=_cmd_stage(lambda cfg: _api("pretrain")(cfg)))
+    _add_data(sub)
     d = sub.add_parser("demo", help="the end-to-end demo on the corpus shipped with tunesmith",
                        description="the end-to-end demo on the corpus shipped with tunesmith",
                        parents=[_common()])

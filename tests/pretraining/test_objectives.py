@@ -88,3 +88,34 @@ def test_curriculum_orders_training_documents_by_length(tmp_path):
     text = tok.decode(flat)
     lengths = [len(d.split()) for d in text.split(tok.eos_token) if d.strip()]
     assert lengths == sorted(lengths) and len(lengths) == 27
+
+
+def test_perplexity_curriculum_orders_by_reference_model_nll(tmp_path):
+    from tunesmith.pretraining.config import PretrainConfig
+    from tunesmith.pretraining.curriculum import perplexity_scores
+    from tunesmith.pretraining.data import build_data
+    from tunesmith.pretraining.tokenizer import train_tokenizer
+
+    docs = [f"doc {i} " + " ".join(["la"] * (i % 7 + 3)) for i in range(30)]
+    tok = train_tokenizer(docs, vocab_size=300)
+    ref = build_model("llama", "nano", vocab=len(tok)).eval()
+    ids = [tok(d)["input_ids"] for d in docs]
+    scores = perplexity_scores(ref, ids, batch_size=7)
+    one_by_one = [perplexity_scores(ref, [x])[0] for x in ids[:5]]
+    assert scores[:5] == pytest.approx(one_by_one, rel=1e-4)  # padding does not change a score
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n\n".join(docs))
+    cfg = PretrainConfig.model_validate(tiny_config(
+        tmp_path, corpus, data={"validation_fraction": 0.0},
+        curriculum={"enabled": True, "score": "perplexity", "reference_model": "unused-here"}))
+    data = build_data(cfg, tok, reference_model=ref)
+    eos = tok.eos_token_id
+    flat = [t for b in data.train.blocks for t in b]
+    ordered, cur = [], []
+    for t in flat:
+        cur.append(t)
+        if t == eos:
+            ordered.append(cur)
+            cur = []
+    got = perplexity_scores(ref, ordered)  # documents as scored: with their EOS
+    assert got == sorted(got)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -171,11 +171,13 @@ def describe_fields(cls: type[BaseModel], prefix: str = "") -> list[tuple[str, s
     rows = []
     for name, field in cls.model_fields.items():
         sub = _section_at(cls, (name,))
+        if get_origin(field.annotation) in (list, dict, tuple):
+            sub = None  # a list of sections is given whole: --inputs '[{path: a.jsonl}]'
         if sub is not None and field.default is None and field.default_factory is None:
             sub = None
         if sub is not None:
             rows += describe_fields(sub, f"{prefix}{name}.")
         else:
-            default = field.get_default(call_default_factory=True)
-            rows.append((f"--{prefix}{name}", repr(default), field.description or ""))
+            default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+            rows.append((f"--{prefix}{name}", default, field.description or ""))
     return rows

@@ -1,0 +1,288 @@
+"""The data preparation stage: read -> check -> clean -> anonymize -> deduplicate -> mix -> split -> write.
+
+`prepare(config)` is what `tunesmith data prepare` and every training recipe's data step
+call. Rows stream through the steps into Arrow files (bounded memory, except the dedup
+index); nothing is dropped without a record: bad rows (with `on_bad_rows: skip`), filtered
+rows and duplicates each get a JSONL report, and the data card counts every step.
+
+Example:
+    >>> result = prepare({"inputs": [{"path": "train.jsonl"}], "split": {"validation": 0.1},
+    ...                   "output": {"dir": "prepared"}})                  # doctest: +SKIP
+    >>> result.dataset["train"].num_rows, result.card["steps"]["duplicates_removed"]  # doctest: +SKIP
+    (9000, 12)
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..core.config import coerce
+from ..core.errors import UserError
+from ..core.rundir import RunDir, atomic_dir, atomic_write_json, atomic_write_text
+from .card import render_card
+from .chat import load_tokenizer, token_length
+from .clean import clean_row, map_texts, row_text
+from .config import DataPrepConfig, InputConfig
+from .dedup import Deduplicator
+from .formats import FORMAT_KIND, as_conversation, common_kind
+from .pii import Anonymizer
+from .validate import LabelCheck, LengthStats, char_length, checked_rows
+
+REPORTS = ("skipped_rows.jsonl", "filtered_rows.jsonl", "duplicates.jsonl")
+
+
+@dataclass
+class PrepareResult:
+    """The prepared splits, the data card (a dict) and where things were written."""
+
+    dataset: Any
+    card: dict[str, Any]
+    output: Path | None = None
+    reports: dict[str, Path] = field(default_factory=dict)
+
+    def render(self) -> str:
+        """Lines for the terminal: formats, counts per step, split sizes, report files."""
+        s = self.card["steps"]
+        lines = [f"{src}: format {fmt} ({FORMAT_KIND[fmt]})" for src, fmt in self.card["formats"].items()]
+        lines.append(f"read {s['rows_read']} rows; bad rows skipped {s['bad_rows_skipped']}; filtered "
+                     f"{s['filtered']}; duplicates removed {s['duplicates_removed']} (exact {s['exact_duplicates']}, "
+                     f"near {s['near_duplicates']}); PII replaced {sum(s['pii_replaced'].values())}")
+        lines.append("splits: " + ", ".join(f"{k} {v}" for k, v in self.card["splits"].items()))
+        for name, path in self.reports.items():
+            lines.append(f"{name}: {path}")
+        if self.output:
+            lines.append(f"written to {self.output}")
+        return "\n".join(lines)
+
+
+class _Reports:
+    """JSONL reports streamed to a scratch folder, moved into place at the end."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.files = {name: None for name in REPORTS}
+        self.counts: Counter = Counter()
+
+    def add(self, name: str, record: dict) -> None:
+        if self.files[name] is None:
+            self.files[name] = open(self.folder / name, "w", encoding="utf-8")
+        self.files[name].write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.counts[name] += 1
+
+    def close(self) -> list[Path]:
+        for f in self.files.values():
+            if f is not None:
+                f.close()
+        return [self.folder / n for n, f in self.files.items() if f is not None]
+
+
+@dataclass
+class _Steps:
+    rows_read: int = 0
+    bad_rows_skipped: int = 0
+    filtered: int = 0
+    filter_reasons: Counter = field(default_factory=Counter)
+    exact_duplicates: int = 0
+    near_duplicates: int = 0
+    pii_replaced: Counter = field(default_factory=Counter)
+    rows_kept: int = 0
+
+
+def _input_rows(inp: InputConfig, cfg: DataPrepConfig, formats: dict[str, str], labels: LabelCheck,
+                dedup: Deduplicator | None, anonymizer: Anonymizer | None, steps: _Steps,
+                reports: _Reports) -> Iterator[dict[str, Any]]:
+    for c in checked_rows(inp, cfg, None, labels, formats):
+        steps.rows_read += 1
+        where = f"{c.raw.source}:{c.raw.line}"
+        if c.problem is not None:
+            if cfg.on_bad_rows == "error":
+                p = c.problem
+                raise UserError(p.message, file=p.source, line=p.line, field=p.field,
+                                fix=(f"{p.fix}; " if p.fix else "") + "or set on_bad_rows: skip to skip bad rows")
+            steps.bad_rows_skipped += 1
+            reports.add("skipped_rows.jsonl", c.problem.to_dict())
+            continue
+        row, reason = clean_row(c.row, cfg.clean)
+        if reason is not None:
+            steps.filtered += 1
+            steps.filter_reasons[reason.split(":")[0]] += 1
+            reports.add("filtered_rows.jsonl", {"row": where, "reason": reason})
+            continue
+        if anonymizer is not None:
+            found: Counter = Counter()
+
+            def scrub(text: str) -> str:
+                new, counts = anonymizer.anonymize(text)
+                found.update(counts)
+                return new
+
+            row = map_texts(row, scrub)
+            steps.pii_replaced.update(found)
+        if dedup is not None:
+            dup = dedup.check(row_text(row), where)
+            if dup is not None:
+                if dup.kind == "exact":
+                    steps.exact_duplicates += 1
+                else:
+                    steps.near_duplicates += 1
+                reports.add("duplicates.jsonl", {"removed": where, "kept": dup.kept, "kind": dup.kind,
+                                                 "similarity": dup.similarity})
+                continue
+        steps.rows_kept += 1
+        yield row
+
+
+def _to_dataset(rows: Iterator[dict], cache: Path) -> Any:
+    """Stream rows into an Arrow-backed Dataset under `cache` (None when no row is left)."""
+    from datasets import Dataset
+
+    def gen() -> Iterator[dict]:
+        yield from rows
+
+    try:
+        return Dataset.from_generator(gen, cache_dir=str(cache), fingerprint=uuid.uuid4().hex)
+    except Exception as e:          # datasets wraps errors raised inside the generator
+        cause = e
+        while cause is not None and not isinstance(cause, UserError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise cause from None
+        if "empty" in str(e).lower() or "corresponds to no data" in str(e).lower():
+            return None
+        raise
+
+
+def _split(ds: Any, cfg: DataPrepConfig) -> Any:
+    from datasets import DatasetDict
+
+    v = cfg.split.validation
+    if v == 0:
+        return DatasetDict({"train": ds.shuffle(seed=cfg.seed) if cfg.split.shuffle else ds})
+    size: float | int = int(v) if v >= 1 else float(v)
+    if isinstance(size, int) and size >= ds.num_rows:
+        raise UserError(f"validation size {size} is not smaller than the {ds.num_rows} prepared rows",
+                        field="split.validation", fix="use a fraction such as 0.1 or a smaller count")
+    parts = ds.train_test_split(test_size=size, shuffle=cfg.split.shuffle, seed=cfg.seed)
+    return DatasetDict({"train": parts["train"], "validation": parts["test"]})
+
+
+def prepare(config: DataPrepConfig | dict | None = None, *, run_dir: RunDir | str | None = None,
+            tokenizer: Any = None, **sections: Any) -> PrepareResult:
+    """Run the whole preparation; returns the splits as a `datasets.DatasetDict` and the data card.
+
+    With `output.dir` set, writes the splits (save_to_disk folder or JSONL), `data_card.md`,
+    `data_card.json` and the row reports there atomically. With `run_dir`, the reports also go
+    to the run directory (training stages pass theirs).
+
+    Example:
+        >>> prepare(inputs=[{"path": "a.jsonl"}, {"path": "b.jsonl"}], on_bad_rows="skip")  # doctest: +SKIP
+    """
+    from datasets import concatenate_datasets, interleave_datasets
+
+    cfg = coerce(DataPrepConfig, config, **sections)
+    if not cfg.inputs:
+        raise UserError("no inputs to prepare", field="inputs", fix="give at least one input path")
+    out_dir = Path(cfg.output.dir) if cfg.output.dir else None
+    if out_dir is not None and out_dir.exists() and any(out_dir.iterdir()) and not cfg.output.overwrite:
+        raise UserError("output folder exists and is not empty", file=out_dir, field="output.dir",
+                        fix="choose another folder or set output.overwrite: true")
+    run = RunDir(Path(run_dir)) if isinstance(run_dir, (str, Path)) else run_dir
+    tok = tokenizer if tokenizer is not None else (load_tokenizer(cfg.check.tokenizer) if cfg.check.tokenizer else None)
+
+    scratch = Path(tempfile.mkdtemp(prefix="tunesmith-data-"))
+    reports = _Reports(scratch)
+    steps, formats = _Steps(), {}
+    labels = LabelCheck(cfg.check.labels)
+    dedup = Deduplicator(cfg.dedup) if (cfg.dedup.exact or cfg.dedup.near) else None
+    anonymizer = Anonymizer(cfg.pii.types, cfg.pii.phone_regions) if cfg.pii.enabled else None
+    parts, weights = [], []
+    try:
+        for inp in cfg.inputs:
+            rows = _input_rows(inp, cfg, formats, labels, dedup, anonymizer, steps, reports)
+            ds = _to_dataset(rows, scratch / "cache")
+            if ds is not None and inp.limit is not None and inp.limit < ds.num_rows:
+                ds = ds.shuffle(seed=cfg.seed).select(range(inp.limit))
+            parts.append(ds)
+            weights.append(inp.weight)
+        kind = common_kind(formats)
+        if kind == "conversational":   # prompt-completion inputs mixed with conversations become conversations
+            parts = [p.map(as_conversation, remove_columns=["prompt", "completion"])
+                     if p is not None and "prompt" in p.column_names else p for p in parts]
+        keep = [i for i, p in enumerate(parts) if p is not None and p.num_rows]
+        if not keep:
+            raise UserError(f"no rows left to prepare (read {steps.rows_read}, bad {steps.bad_rows_skipped}, "
+                            f"filtered {steps.filtered}, duplicates {steps.exact_duplicates + steps.near_duplicates})",
+                            file=cfg.inputs[0].path, fix="see the reports, or relax clean/dedup settings")
+        if any(w is not None for w in weights) and len(keep) > 1:
+            probs = [weights[i] if weights[i] is not None else 1.0 for i in keep]
+            total = sum(probs)
+            ds = interleave_datasets([parts[i] for i in keep], probabilities=[p / total for p in probs],
+                                     seed=cfg.seed, stopping_strategy=cfg.split.stopping)
+        else:
+            ds = concatenate_datasets([parts[i] for i in keep])
+        if cfg.split.max_rows is not None and cfg.split.max_rows < ds.num_rows:
+            ds = ds.shuffle(seed=cfg.seed).select(range(cfg.split.max_rows))
+        splits = _split(ds, cfg)
+        lengths = LengthStats("tokens" if tok is not None else "characters", max_length=cfg.check.max_length)
+        for row in splits["train"]:
+            lengths.add(token_length(row, tok) if tok is not None else char_length(row))
+        card = _card(cfg, formats, kind, steps, splits, lengths)
+        report_files = reports.close()
+        result = PrepareResult(splits, card)
+        result.reports = {f.stem: f for f in report_files}       # kept in scratch when written nowhere else
+        if run is not None and run.main:
+            run.path.mkdir(parents=True, exist_ok=True)
+            for f in report_files:
+                shutil.copy(f, run.path / f.name)
+                result.reports[f.stem] = run.path / f.name
+            run.write_json("data_card.json", card)
+        if out_dir is not None:
+            result.output = out_dir
+            result.dataset = _write(splits, card, report_files, out_dir, cfg)
+            for f in report_files:
+                result.reports[f.stem] = out_dir / f.name
+            if cfg.output.format == "datasets":     # the returned splits now live in out_dir
+                shutil.rmtree(scratch, ignore_errors=True)
+        return result
+    except BaseException:
+        reports.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+
+
+def _card(cfg: DataPrepConfig, formats: dict[str, str], kind: str, steps: _Steps, splits: Any,
+          lengths: LengthStats) -> dict[str, Any]:
+    return {
+        "inputs": [i.path for i in cfg.inputs], "formats": formats, "kind": kind,
+        "columns": list(splits["train"].column_names),
+        "steps": {"rows_read": steps.rows_read, "bad_rows_skipped": steps.bad_rows_skipped,
+                  "filtered": steps.filtered, "filter_reasons": dict(steps.filter_reasons),
+                  "exact_duplicates": steps.exact_duplicates, "near_duplicates": steps.near_duplicates,
+                  "duplicates_removed": steps.exact_duplicates + steps.near_duplicates,
+                  "pii_replaced": dict(steps.pii_replaced), "rows_kept": steps.rows_kept},
+        "splits": {name: part.num_rows for name, part in splits.items()},
+        "lengths": lengths.summary(), "histogram": lengths.histogram(),
+        "config": cfg.model_dump(mode="json"),
+    }
+
+
+def _write(splits: Any, card: dict, report_files: list[Path], out_dir: Path, cfg: DataPrepConfig) -> Any:
+    from datasets import load_from_disk
+
+    with atomic_dir(out_dir) as tmp:
+        if cfg.output.format == "datasets":
+            splits.save_to_disk(str(tmp))
+        else:
+            for name, part in splits.items():
+                part.to_json(str(tmp / f"{name}.jsonl"), lines=True, force_ascii=False)
+        for f in report_files:
+            shutil.copy(f, tmp / f.name)
+        atomic_write_json(tmp / "data_card.json", card)
+        atomic_write_text(tmp / "data_card.md", render_card(card))
+    return load_from_disk(str(out_dir)) if cfg.output.format == "datasets" else splits
