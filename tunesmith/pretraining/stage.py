@@ -8,9 +8,8 @@ the Hugging Face Trainer, save a standard model folder, print a sample.
 from __future__ import annotations
 
 import math
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,7 +21,9 @@ from ..core.config import coerce
 from ..core.device import pick_dtype
 from ..core.errors import UserError
 from ..core.modelio import load_causal_lm
+from ..core.result import StageResult
 from ..core.rundir import RunDir, atomic_dir, default_run_dir
+from ..core.trainer_args import training_kwargs
 from .config import PretrainConfig
 from .curriculum import CurriculumSampler
 from .data import build_data, tokenizer_texts
@@ -35,10 +36,7 @@ from .trainer import PretrainTrainer
 
 
 @dataclass
-class PretrainResult:
-    run_dir: Path
-    model_path: Path
-    metrics: dict = field(default_factory=dict)
+class PretrainResult(StageResult):
     sample: str = ""
 
 
@@ -140,25 +138,8 @@ def _model(cfg: PretrainConfig, tokenizer):
 
 def _trainer(cfg: PretrainConfig, run: RunDir, model, tokenizer, data, dtype: str) -> PretrainTrainer:
     t = cfg.train
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    per_device = t.micro_batch_size or max(1, t.batch_size // world)
-    if t.batch_size % (per_device * world):
-        raise UserError(f"batch_size {t.batch_size} is not a multiple of micro_batch_size x processes "
-                        f"({per_device} x {world})", field="train.batch_size")
-    accum = t.batch_size // (per_device * world)
-    schedule = {"cosine": "cosine_with_min_lr", "linear": "linear", "constant": "constant_with_warmup"}[t.schedule]
-    args = TrainingArguments(
-        output_dir=str(run.checkpoints), max_steps=t.max_steps, per_device_train_batch_size=per_device,
-        per_device_eval_batch_size=per_device, gradient_accumulation_steps=accum, learning_rate=t.lr,
-        lr_scheduler_type=schedule, lr_scheduler_kwargs={"min_lr_rate": 0.1} if t.schedule == "cosine" else {},
-        warmup_steps=t.warmup_steps, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm,
-        logging_steps=t.logging_steps, eval_strategy="steps" if data.validation is not None else "no",
-        eval_steps=t.eval_steps, save_strategy="steps", save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit, seed=t.seed, data_seed=t.seed, report_to=[],
-        bf16=dtype == "bf16", use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
-        prediction_loss_only=True, remove_unused_columns=False,
-        activation_checkpointing=t.gradient_checkpointing,
-    )
+    args = TrainingArguments(**training_kwargs(t, run, dtype, data.validation is not None),
+                             prediction_loss_only=True, remove_unused_columns=False)
     sampler = None
     if cfg.curriculum.enabled:
         c = cfg.curriculum

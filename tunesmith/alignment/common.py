@@ -1,0 +1,78 @@
+"""What every alignment stage shares: the `model:` section, loading the policy (quantized
+and wrapped as the `adapter:` block says), the run directory, callbacks, saving."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from ..adapters import AdapterConfig, apply, load_base
+from ..adapters.artifacts import save_adapter
+from ..core.callbacks import MetricsLogger
+from ..core.checkpoints import MarkComplete
+from ..core.config import Section
+from ..core.errors import UserError
+from ..core.modelio import check_model_folder
+from ..core.rundir import RunDir, atomic_dir, default_run_dir
+from ..core.train_config import RunSection
+from ..pretraining.tokenizer import CHATML_TEMPLATE
+
+
+class ModelSection(Section):
+    path: str = Field(description="local model folder (save_pretrained), e.g. runs/x/model")
+    tokenizer: str | None = Field(None, description="tokenizer folder (default: the model folder)")
+    chat_template: str | None = Field(
+        None, description="Jinja chat template or 'chatml'; default: the tokenizer's own, else ChatML")
+    trust_remote_code: bool = Field(False, description="allow custom model code (off: safer)")
+    allow_pickle: bool = Field(False, description="allow pickle (.bin) weights, which can run code on load")
+
+
+def load_tokenizer(model: ModelSection) -> PreTrainedTokenizerBase:
+    path = Path(model.tokenizer or model.path)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=model.trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load a tokenizer: {str(e).splitlines()[0]}", file=path,
+                        field="model.tokenizer") from None
+    if model.chat_template == "chatml" or (model.chat_template is None and not tok.chat_template):
+        tok.chat_template = CHATML_TEMPLATE
+    elif model.chat_template:
+        tok.chat_template = model.chat_template
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_policy(model: ModelSection, adapter: AdapterConfig, num_labels: int | None = None):
+    """(model wrapped with its adapter, tokenizer). The base is quantized when the adapter says so."""
+    check_model_folder(model.path, allow_pickle=model.allow_pickle)
+    tok = load_tokenizer(model)
+    base = load_base(model.path, adapter, num_labels=num_labels)
+    if getattr(base.config, "pad_token_id", None) is None:
+        base.config.pad_token_id = tok.pad_token_id
+    return apply(base, adapter), tok
+
+
+def open_run(run: RunSection, stage: str) -> RunDir:
+    return RunDir.create(run.dir or default_run_dir(stage), resume=run.resume, overwrite=run.overwrite)
+
+
+def callbacks(run: RunDir, tokens_per_step: int) -> list:
+    return [MetricsLogger(run, tokens_per_step), MarkComplete()]
+
+
+def save_output(run: RunDir, model, tokenizer, adapter: AdapterConfig, base_path: str) -> Path:
+    """The stage's artifact in `run/model`: a PEFT adapter folder (loadable with
+    `PeftModel.from_pretrained`) or, for `method: full`, a full model folder; tokenizer included."""
+    final = run.path / "model"
+    if not run.main:
+        return final
+    if adapter.method == "full":
+        with atomic_dir(final) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+        return final
+    save_adapter(model, final, adapter, base=base_path)
+    tokenizer.save_pretrained(final)  # the tokenizer as trained (chat template included)
+    return final
