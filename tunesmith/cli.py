@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from . import __version__
 from .core.config import describe_fields, load_config
-from .core.errors import UserError
+from .core.errors import TrainingStopped, UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -194,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return UserError.exit_code
+    except TrainingStopped as e:
+        if debug:
+            raise
+        print(f"stopped: {e}", file=sys.stderr)
+        return TrainingStopped.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -9,13 +9,12 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from ..adapters import AdapterConfig, apply, load_base
 from ..adapters.artifacts import save_adapter
-from ..core.callbacks import MetricsLogger
-from ..core.checkpoints import MarkComplete
+from ..core.callbacks import training_callbacks
 from ..core.config import Section
 from ..core.errors import UserError
 from ..core.modelio import check_model_folder
 from ..core.rundir import RunDir, atomic_dir, default_run_dir
-from ..core.train_config import RunSection
+from ..core.train_config import RunSection, TrainSection
 from ..pretraining.tokenizer import CHATML_TEMPLATE
 
 
@@ -58,8 +57,9 @@ def open_run(run: RunSection, stage: str) -> RunDir:
     return RunDir.create(run.dir or default_run_dir(stage), resume=run.resume, overwrite=run.overwrite)
 
 
-def callbacks(run: RunDir, tokens_per_step: int) -> list:
-    return [MetricsLogger(run, tokens_per_step), MarkComplete()]
+def callbacks(run: RunDir, tokens_per_step: int, train: TrainSection | None = None) -> list:
+    """metrics.jsonl, checkpoint completion marker, non-finite guard (policy from `train`)."""
+    return training_callbacks(run, train or TrainSection(), tokens_per_step)
 
 
 def save_output(run: RunDir, model, tokenizer, adapter: AdapterConfig, base_path: str) -> Path:

@@ -34,3 +34,42 @@ class MetricsLogger(TrainerCallback):
             record["tokens_per_s"] = round(steps * self.tokens_per_step / max(now - self._t, 1e-9), 1)
             self._t, self._step = now, state.global_step
         self.run.log_metrics(record)
+
+
+class NonFiniteGuard(TrainerCallback):
+    """Checks the gradients before every optimizer step. On NaN/inf: `stop` raises
+    TrainingStopped naming the step (no optimizer step, no checkpoint of the bad state, the
+    last good checkpoint stays as it is); `skip` drops that batch's update and logs it."""
+
+    def __init__(self, run: RunDir, policy: str = "stop"):
+        self.run, self.policy = run, policy
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kw):
+        import torch
+
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if not grads or all(torch.isfinite(g).all() for g in grads):
+            return
+        step = state.global_step + 1
+        if self.policy == "skip":
+            for p in model.parameters():
+                p.grad = None  # optimizers skip parameters without gradients
+            self.run.log_metrics({"step": step, "skipped_nonfinite_batch": True})
+            return
+        from .checkpoints import last_checkpoint
+        from .errors import TrainingStopped
+
+        good = last_checkpoint(args.output_dir)
+        raise TrainingStopped(
+            f"non-finite loss or gradients at step {step}; stopped before updating the weights. "
+            + (f"Last good checkpoint: {good} (resume with --resume after fixing the cause: lower "
+               f"train.lr, check the data, or set train.on_nonfinite: skip)" if good else
+               "No checkpoint was written yet (lower train.lr, check the data, or set train.on_nonfinite: skip)"))
+
+
+def training_callbacks(run: RunDir, train, tokens_per_step: int) -> list[TrainerCallback]:
+    """The callbacks every stage's trainer gets: metrics.jsonl, the checkpoint completion
+    marker, the non-finite guard."""
+    from .checkpoints import MarkComplete
+
+    return [MetricsLogger(run, tokens_per_step), MarkComplete(), NonFiniteGuard(run, train.on_nonfinite)]

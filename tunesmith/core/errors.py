@@ -21,3 +21,10 @@ class UserError(Exception):
         if fix:
             text += f" ({fix})"
         super().__init__(text.replace("\n", " "))
+
+
+class TrainingStopped(Exception):
+    """Training stopped on purpose (non-finite loss/gradients, disk full): a one-line message
+    naming the step and the checkpoint that is still good. The CLI exits 3."""
+
+    exit_code = 3

@@ -26,6 +26,8 @@ class TrainSection(Section):
     save_steps: int = Field(100, ge=1, description="checkpoint every N steps")
     save_total_limit: int = Field(2, ge=1, description="keep the last K checkpoints")
     gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
+    on_nonfinite: Literal["stop", "skip"] = Field(
+        "stop", description="NaN/inf loss or gradients: stop (keep the last good checkpoint) or skip the batch")
 
 
 class RunSection(Section):

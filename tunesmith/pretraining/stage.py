@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, PrinterCallback, TrainingArguments, set_seed
 
-from ..core.callbacks import MetricsLogger
-from ..core.checkpoints import MarkComplete, last_checkpoint
+from ..core.callbacks import training_callbacks
+from ..core.checkpoints import last_checkpoint
 from ..core.config import coerce
 from ..core.device import pick_dtype
 from ..core.errors import UserError
@@ -24,6 +24,7 @@ from ..core.modelio import load_causal_lm
 from ..core.result import StageResult
 from ..core.rundir import RunDir, atomic_dir, default_run_dir
 from ..core.trainer_args import training_kwargs
+from ..core.training import train as run_training
 from .config import PretrainConfig
 from .curriculum import CurriculumSampler
 from .data import build_data, tokenizer_texts
@@ -65,7 +66,7 @@ def pretrain(config: PretrainConfig | dict | None = None, **sections) -> Pretrai
     if resume_from is not None:
         run.truncate_metrics_after(int(Path(resume_from).name.split("-")[-1]))
     t0 = time.perf_counter()
-    out = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    out = run_training(trainer, resume_from)
     metrics["train_seconds"] = round(time.perf_counter() - t0, 2)
     metrics["train_loss"] = out.training_loss
     metrics["steps"] = trainer.state.global_step
@@ -147,7 +148,7 @@ def _trainer(cfg: PretrainConfig, run: RunDir, model, tokenizer, data, dtype: st
                                     c.full_at, c.pacing, t.seed)
     trainer = PretrainTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.validation,
                               processing_class=tokenizer, curriculum_sampler=sampler,
-                              callbacks=[MetricsLogger(run, t.batch_size * cfg.data.block_size), MarkComplete()])
+                              callbacks=training_callbacks(run, t, t.batch_size * cfg.data.block_size))
     trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl; progress is the tqdm bar
     return trainer
 
