@@ -59,7 +59,8 @@ def format_validation_error(cls: type[BaseModel], err: ValidationError, source: 
         return UserError(f'unknown config key "{key}"; {_suggest(str(loc[-1]), choices)}', file=source)
     got = first.get("input")
     got_text = "" if isinstance(got, dict) else f" (got {got!r})"
-    return UserError(f'config key "{key}": {first["msg"]}{got_text}', file=source)
+    msg = first["msg"].removeprefix("Value error, ")
+    return UserError(f'config key "{key}": {msg}{got_text}', file=source)
 
 
 def parse_overrides(args: list[str]) -> dict[str, Any]:

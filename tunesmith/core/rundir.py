@@ -115,7 +115,11 @@ class RunDir:
         self.path = Path(self.path)
 
     @classmethod
-    def create(cls, path: str | os.PathLike, resume: bool = False, overwrite: bool = False) -> "RunDir":
+    def create(cls, path: str | os.PathLike, resume: bool = False, overwrite: bool = False,
+               make: bool = True) -> "RunDir":
+        """Check that `path` may be used (refuse to clobber a run) and, with `make`, create it.
+        Stages check early (make=False) and create only once every input has been validated,
+        so bad input leaves nothing behind."""
         path = Path(path)
         run = cls(path)
         if path.exists() and any(path.iterdir()) and not (resume or overwrite):
@@ -123,9 +127,14 @@ class RunDir:
                             fix="pass --resume to continue it, or choose another --run.dir")
         if resume and not path.exists():
             raise UserError("cannot resume: run directory does not exist", file=path)
-        if run.main:
+        if run.main and make:
             path.mkdir(parents=True, exist_ok=True)
         return run
+
+    def make(self) -> "RunDir":
+        if self.main:
+            self.path.mkdir(parents=True, exist_ok=True)
+        return self
 
     @property
     def checkpoints(self) -> Path:

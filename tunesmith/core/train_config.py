@@ -1,9 +1,10 @@
 """Config sections every training stage shares: the optimisation loop and the run folder."""
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .config import Section
 
@@ -30,9 +31,19 @@ class TrainSection(Section):
         "stop", description="NaN/inf loss or gradients: stop (keep the last good checkpoint) or skip the batch")
 
 
+def no_parent_hops(value: str | None) -> str | None:
+    """Refuse `..` in configured output paths: a recipe must not write outside where it says
+    by accident (an absolute path is accepted: it is explicit)."""
+    if value is not None and ".." in PurePath(value).parts:
+        raise ValueError(f"'{value}' climbs out with '..'; give a path without '..' (absolute if you mean it)")
+    return value
+
+
 class RunSection(Section):
     dir: str | None = Field(None, description="run directory (default: runs/<stage>-<timestamp>)")
     resume: bool = Field(False, description="continue the run in `dir` from its last checkpoint")
     overwrite: bool = Field(False, description="allow writing into a non-empty run directory")
     sample_prompt: str = Field("Once upon a time", description="prompt for the text sample printed at the end")
     sample_tokens: int = Field(40, ge=0, description="tokens to generate for the sample")
+
+    _dir_ok = field_validator("dir")(no_parent_hops)

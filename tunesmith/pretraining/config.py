@@ -26,6 +26,7 @@ class ModelSection(Section):
                                    "small_init (GPT-NeoX: sqrt(2/5d), outputs 2/(L sqrt d))")
     init_std: float = Field(0.02, gt=0, description="std of the normal / gpt2_scaled schemes")
     trust_remote_code: bool = Field(False, description="allow custom model code from from_pretrained folders")
+    allow_pickle: bool = Field(False, description="allow pickle (.bin) weights, which can run code when loaded")
 
 
 class TokenizerSection(Section):

@@ -20,10 +20,10 @@ from ..core.checkpoints import last_checkpoint
 from ..core.config import coerce
 from ..core.device import pick_dtype
 from ..core.errors import UserError
-from ..core.modelio import load_causal_lm
+from ..core.modelio import check_model_folder, load_causal_lm
 from ..core.result import StageResult
 from ..core.rundir import RunDir, atomic_dir, default_run_dir
-from ..core.trainer_args import training_kwargs
+from ..core.trainer_args import batch_layout, training_kwargs
 from ..core.training import train as run_training
 from .config import PretrainConfig
 from .curriculum import CurriculumSampler
@@ -46,7 +46,7 @@ def pretrain(config: PretrainConfig | dict | None = None, **sections) -> Pretrai
     cfg = coerce(PretrainConfig, config, **sections)
     _check(cfg)
     run = RunDir.create(cfg.run.dir or default_run_dir("pretrain"), resume=cfg.run.resume,
-                        overwrite=cfg.run.overwrite)
+                        overwrite=cfg.run.overwrite, make=False)
     dtype = pick_dtype(cfg.train.dtype)
     set_seed(cfg.train.seed)
     tokenizer = _tokenizer(cfg, run)
@@ -54,6 +54,11 @@ def pretrain(config: PretrainConfig | dict | None = None, **sections) -> Pretrai
     reference = load_causal_lm(cfg.curriculum.reference_model) if cfg.curriculum.score == "perplexity" \
         and cfg.curriculum.enabled and cfg.curriculum.reference_model else None
     data = build_data(cfg, tokenizer, reference)
+    # every input is valid: only now does anything get written
+    run.make()
+    if run.main and not (run.path / "tokenizer").is_dir():
+        with atomic_dir(run.path / "tokenizer") as tmp:
+            tokenizer.save_pretrained(tmp)
     run.write_config(cfg)
     run.write_environment(seed=cfg.train.seed, dtype=dtype, parameters=count_parameters(model),
                           data=data.stats)
@@ -80,6 +85,9 @@ def pretrain(config: PretrainConfig | dict | None = None, **sections) -> Pretrai
 
 
 def _check(cfg: PretrainConfig) -> None:
+    batch_layout(cfg.train)  # the global batch splits over micro-batches and processes
+    if cfg.model.from_pretrained:
+        check_model_folder(cfg.model.from_pretrained, allow_pickle=cfg.model.allow_pickle)
     if cfg.curriculum.enabled and cfg.curriculum.score == "perplexity" and not cfg.curriculum.reference_model:
         raise UserError("perplexity scoring needs a reference model", field="curriculum.reference_model",
                         fix="name a local causal-LM folder that shares the tokenizer")
@@ -99,16 +107,14 @@ def _tokenizer(cfg: PretrainConfig, run: RunDir):
             raise UserError("the training corpus is empty (no non-blank documents)", field="data.train",
                             file=", ".join(s.location for s in resolve_sources(cfg.data.train)))
         tok = train_tokenizer(texts, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency)
-    if run.main:
-        with atomic_dir(saved) as tmp:
-            tok.save_pretrained(tmp)
     return tok
 
 
 def _model(cfg: PretrainConfig, tokenizer):
     m = cfg.model
     if m.from_pretrained:
-        model = load_causal_lm(m.from_pretrained, trust_remote_code=m.trust_remote_code)
+        model = load_causal_lm(m.from_pretrained, trust_remote_code=m.trust_remote_code,
+                               allow_pickle=m.allow_pickle)
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:
             raise UserError(f"tokenizer has {len(tokenizer)} tokens but the model only "
                             f"{model.get_input_embeddings().num_embeddings} embeddings",
