@@ -14,6 +14,7 @@ from typing import Any, Callable
 from . import __version__
 from .core.config import describe_fields, load_config
 from .core.errors import TrainingStopped, UserError
+from .core.rundir import is_main_process
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,6 +63,8 @@ def _resolve(args, overrides: list[str]):
 
 
 def _print_result(result: Any, as_json: bool) -> None:
+    if not is_main_process():  # several processes (torchrun / accelerate launch): print once
+        return
     payload = {"run_dir": str(result.run_dir), "model_path": str(getattr(result, "model_path", "")),
                "metrics": result.metrics}
     if as_json:

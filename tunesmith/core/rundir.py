@@ -122,6 +122,8 @@ class RunDir:
         so bad input leaves nothing behind."""
         path = Path(path)
         run = cls(path)
+        if not run.main:  # under several processes only the main one checks and writes
+            return run
         if path.exists() and any(path.iterdir()) and not (resume or overwrite):
             raise UserError("run directory already exists and is not empty", file=path,
                             fix="pass --resume to continue it, or choose another --run.dir")

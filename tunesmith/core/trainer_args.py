@@ -2,19 +2,14 @@
 configs, which subclass it). One mapping for every stage."""
 from __future__ import annotations
 
-import os
-
 import torch
 
+from .distributed import world_size
 from .errors import UserError
 from .rundir import RunDir
 from .train_config import TrainSection
 
 SCHEDULES = {"cosine": "cosine_with_min_lr", "linear": "linear", "constant": "constant_with_warmup"}
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def batch_layout(train: TrainSection) -> tuple[int, int]:

@@ -22,3 +22,16 @@ def train(trainer, resume_from: str | Path | None = None):
             f"disk full while training at step {trainer.state.global_step} ({e.strerror}); "
             + (f"last complete checkpoint: {good}; free space, then resume with --resume" if good
                else "no complete checkpoint yet; free space and start again")) from None
+
+
+def evaluate_before_training(trainer) -> dict:
+    """`trainer.evaluate()` before `train()`, without breaking distributed training.
+
+    transformers 5 prepares the model in evaluation mode on a first `evaluate()`, which
+    marks it as prepared; `train()` then skips wrapping it in DistributedDataParallel and
+    the processes silently train apart (no gradient all-reduce). Undo that preparation."""
+    metrics = trainer.evaluate()
+    trainer.accelerator._models.clear()
+    trainer.model.__dict__.pop("_is_accelerate_prepared", None)
+    trainer.model_wrapped = trainer.model
+    return metrics

@@ -19,12 +19,13 @@ from ..core.callbacks import training_callbacks
 from ..core.checkpoints import last_checkpoint
 from ..core.config import coerce
 from ..core.device import pick_dtype
+from ..core.distributed import main_process_first
 from ..core.errors import UserError
 from ..core.modelio import check_model_folder, load_causal_lm
 from ..core.result import StageResult
 from ..core.rundir import RunDir, atomic_dir, default_run_dir
 from ..core.trainer_args import batch_layout, training_kwargs
-from ..core.training import train as run_training
+from ..core.training import evaluate_before_training, train as run_training
 from .config import PretrainConfig
 from .curriculum import CurriculumSampler
 from .data import build_data, tokenizer_texts
@@ -49,16 +50,17 @@ def pretrain(config: PretrainConfig | dict | None = None, **sections) -> Pretrai
                         overwrite=cfg.run.overwrite, make=False)
     dtype = pick_dtype(cfg.train.dtype)
     set_seed(cfg.train.seed)
-    tokenizer = _tokenizer(cfg, run)
-    model = _model(cfg, tokenizer)
-    reference = load_causal_lm(cfg.curriculum.reference_model) if cfg.curriculum.score == "perplexity" \
-        and cfg.curriculum.enabled and cfg.curriculum.reference_model else None
-    data = build_data(cfg, tokenizer, reference)
-    # every input is valid: only now does anything get written
-    run.make()
-    if run.main and not (run.path / "tokenizer").is_dir():
-        with atomic_dir(run.path / "tokenizer") as tmp:
-            tokenizer.save_pretrained(tmp)
+    with main_process_first():  # the others reuse the tokenizer it wrote
+        tokenizer = _tokenizer(cfg, run)
+        model = _model(cfg, tokenizer)
+        reference = load_causal_lm(cfg.curriculum.reference_model) if cfg.curriculum.score == "perplexity" \
+            and cfg.curriculum.enabled and cfg.curriculum.reference_model else None
+        data = build_data(cfg, tokenizer, reference)
+        # every input is valid: only now does anything get written
+        run.make()
+        if run.main and not (run.path / "tokenizer").is_dir():
+            with atomic_dir(run.path / "tokenizer") as tmp:
+                tokenizer.save_pretrained(tmp)
     run.write_config(cfg)
     run.write_environment(seed=cfg.train.seed, dtype=dtype, parameters=count_parameters(model),
                           data=data.stats)
@@ -67,7 +69,7 @@ def pretrain(config: PretrainConfig | dict | None = None, **sections) -> Pretrai
     resume_from = last_checkpoint(run.checkpoints) if cfg.run.resume else None
     metrics: dict = {"parameters": count_parameters(model), "dtype": dtype, **data.stats}
     if resume_from is None and data.validation is not None:
-        metrics["initial_eval_loss"] = trainer.evaluate()["eval_loss"]
+        metrics["initial_eval_loss"] = evaluate_before_training(trainer)["eval_loss"]
     if resume_from is not None:
         run.truncate_metrics_after(int(Path(resume_from).name.split("-")[-1]))
     t0 = time.perf_counter()
@@ -95,7 +97,7 @@ def _check(cfg: PretrainConfig) -> None:
 
 def _tokenizer(cfg: PretrainConfig, run: RunDir):
     saved = run.path / "tokenizer"
-    if cfg.run.resume and saved.is_dir():
+    if (cfg.run.resume or not run.main) and saved.is_dir():
         return load_tokenizer(saved)
     if cfg.tokenizer.path:
         tok = load_tokenizer(cfg.tokenizer.path)
