@@ -169,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--launcher", choices=["torchrun", "accelerate"],
+                        help="run the command on several processes (DDP; see --num-processes)")
+    parser.add_argument("--num-processes", type=int, default=2, help="processes for --launcher")
+    parser.add_argument("--accelerate-config", help="a shipped accelerate config name (ddp_cpu, ddp_gpu, "
+                        "fsdp_full_shard, deepspeed_zero2, deepspeed_zero3, multinode_ddp) or a file")
     parser.set_defaults(debug=False, quiet=False, json=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -183,9 +188,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LAUNCH_FLAGS = ("--launcher", "--num-processes", "--accelerate-config")
+
+
+def _launch_command(argv: list[str]) -> list[str] | None:
+    """`tunesmith --launcher accelerate --num-processes 2 pretrain ...` -> the command that runs
+    the same tunesmith command under the launcher (None without --launcher)."""
+    opts, rest, i = {}, [], 0
+    while i < len(argv):
+        flag, eq, value = argv[i].partition("=")
+        if flag in LAUNCH_FLAGS:
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise UserError(f"{flag} needs a value")
+                value, i = argv[i + 1], i + 1
+            opts[flag] = value
+        else:
+            rest.append(argv[i])
+        i += 1
+    if "--launcher" not in opts:
+        return None
+    n = opts.get("--num-processes", "2")
+    if opts["--launcher"] == "torchrun":
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+                "-m", "tunesmith.cli", *rest]
+    if opts["--launcher"] == "accelerate":
+        from .distributed import config_path
+
+        config = ["--config_file", str(config_path(opts["--accelerate-config"]))] \
+            if "--accelerate-config" in opts else ["--multi_gpu"] if _has_cuda() else ["--cpu"]
+        return [sys.executable, "-m", "accelerate.commands.launch", *config, "--num_processes", n,
+                "-m", "tunesmith.cli", *rest]
+    raise UserError(f'unknown launcher "{opts["--launcher"]}"', fix="use torchrun or accelerate")
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    try:
+        command = _launch_command(argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return UserError.exit_code
+    if command is not None:
+        import subprocess
+
+        return subprocess.call(command)
     if "--quiet" in argv or "--json" in argv:
         os.environ["TQDM_DISABLE"] = "1"  # before tqdm is imported: it reads this at import
     try:

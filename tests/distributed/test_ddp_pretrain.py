@@ -28,12 +28,14 @@ def _args(corpus, run_dir, steps, extra=()):
             "--run.sample_tokens", "0", "--run.dir", str(run_dir), "--quiet", *extra]
 
 
-def _launch(args, procs: int):
+def _launch(args, procs: int, launcher: str = "torchrun"):
+    """`tunesmith --launcher torchrun|accelerate --num-processes N ...`, as a user types it."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"] \
-        if procs > 1 else [sys.executable]
-    proc = subprocess.run([*launcher, "-m", "tunesmith.cli", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
+    launch = ["--launcher", launcher, "--num-processes", str(procs)] if procs > 1 else []
+    if launcher == "accelerate":
+        launch += ["--accelerate-config", "ddp_cpu"]
+    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", *launch, *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -62,7 +64,7 @@ def single(corpus, tmp_path_factory):
 
 def test_two_processes_match_one_and_only_one_writes(corpus, single, tmp_path):
     run = tmp_path / "run"
-    proc = _launch(_args(corpus, run, 8), 2)
+    proc = _launch(_args(corpus, run, 8), 2, launcher="accelerate")  # the shipped ddp_cpu config
     _assert_close(_weights(run), _weights(single))
     assert proc.stdout.count("run: ") == 1  # the summary is printed once
     steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]

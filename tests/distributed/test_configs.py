@@ -1,0 +1,40 @@
+"""The shipped accelerate configs parse and are accepted by accelerate (DeepSpeed/FSDP/GPU ones
+cannot run here; CPU DDP runs in test_ddp_pretrain.py)."""
+import pytest
+import yaml
+from accelerate.commands.config.config_args import ClusterConfig
+from accelerate.utils import DistributedType
+
+from tunesmith.cli import _launch_command
+from tunesmith.core.errors import UserError
+from tunesmith.distributed import CONFIGS, config_path
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_is_accepted_by_accelerate(name):
+    cfg = ClusterConfig.from_yaml_file(str(config_path(name)))  # raises on unknown keys
+    raw = yaml.safe_load(config_path(name).read_text())
+    assert cfg.distributed_type == DistributedType(raw["distributed_type"])
+    assert cfg.num_processes >= 2 and cfg.num_processes % cfg.num_machines == 0
+    if cfg.distributed_type == DistributedType.DEEPSPEED:
+        assert cfg.deepspeed_config["zero_stage"] in (2, 3)
+    if cfg.distributed_type == DistributedType.FSDP:
+        from accelerate.utils import FullyShardedDataParallelPlugin
+        opts = {k.removeprefix("fsdp_"): v for k, v in cfg.fsdp_config.items()}
+        plugin = FullyShardedDataParallelPlugin(
+            fsdp_version=opts["version"], reshard_after_forward=opts["reshard_after_forward"],
+            auto_wrap_policy=opts["auto_wrap_policy"].lower(),
+            state_dict_type=opts["state_dict_type"], cpu_ram_efficient_loading=opts["cpu_ram_efficient_loading"])
+        assert plugin.fsdp_version == 2
+
+
+def test_launch_commands():
+    cmd = _launch_command(["--launcher", "accelerate", "--accelerate-config", "fsdp_full_shard",
+                           "--num-processes", "4", "sft", "r.yaml", "--train.lr", "1e-4"])
+    assert cmd[1:4] == ["-m", "accelerate.commands.launch", "--config_file"]
+    assert cmd[4].endswith("fsdp_full_shard.yaml") and cmd[-4:] == ["sft", "r.yaml", "--train.lr", "1e-4"]
+    cmd = _launch_command(["--launcher=torchrun", "--num-processes=2", "pretrain"])
+    assert "--nproc_per_node=2" in cmd and cmd[-1] == "pretrain"
+    assert _launch_command(["pretrain"]) is None
+    with pytest.raises(UserError, match="unknown accelerate config"):
+        _launch_command(["--launcher", "accelerate", "--accelerate-config", "zero9", "pretrain"])
