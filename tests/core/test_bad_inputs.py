@@ -25,6 +25,7 @@ def ws(tmp_path):
     (tmp_path / "nofiles").mkdir()
     (tmp_path / "nofiles" / "x.bin").write_bytes(b"1")
     (tmp_path / "obj.json").write_text('{"rows": 1}')
+    (tmp_path / "latin.json").write_bytes('[{"text": "a"},\n{"text": "caf\xe9"}]'.encode("latin-1"))
     (tmp_path / "noconfig").mkdir()
     (tmp_path / "noconfig" / "model.safetensors").write_bytes(b"x")
     (tmp_path / "pickle").mkdir()
@@ -70,16 +71,17 @@ CASES = {
     "vocab below tokenizer": (P + ["--model.vocab", "100"], ["model.vocab", "smaller than the tokenizer"]),
     "zero steps": (P + ["--train.max_steps", "0"], ['"train.max_steps"', "greater than or equal to 1"]),
     # data
-    "missing corpus": (P + ["--data.train", "{ws}/nope.txt"], ["nope.txt", "not found"]),
+    "missing corpus": (P + ["--data.train", "{ws}/nope.txt"], ["nope.txt", "no such file"]),
     "empty corpus": (P + ["--data.train", "{ws}/empty.txt"], ["empty.txt", "empty"]),
     "non-UTF-8 corpus": (P + ["--data.train", "{ws}/latin1.txt"], ["latin1.txt:2:", "not UTF-8"]),
     "jsonl missing field": (P + ["--data.train", "{ws}/nofield.jsonl"], ["nofield.jsonl:2:", '"text" is missing']),
-    "jsonl bad json": (P + ["--data.train", "{ws}/badjson.jsonl"], ["badjson.jsonl:2:", "invalid JSON"]),
+    "jsonl bad json": (P + ["--data.train", "{ws}/badjson.jsonl"], ["badjson.jsonl:2:", "not valid JSON"]),
     "jsonl text not string": (P + ["--data.train", "{ws}/notstr.jsonl"], ["notstr.jsonl:1:", "must be a string"]),
     "unsupported file": (P + ["--data.train", "{ws}/doc.docx"], ["doc.docx", "unsupported file type"]),
     "folder without text": (P + ["--data.train", "{ws}/nofiles"], ["nofiles", "holds no"]),
-    "json not a list": (P + ["--data.train", "{ws}/obj.json"], ["obj.json", "list of objects"]),
-    "parquet without column": (P + ["--data.train", "{ws}/nocol.parquet"], ["nocol.parquet", "column is missing"]),
+    "json without the field": (P + ["--data.train", "{ws}/obj.json"], ["obj.json:1:", '"text" is missing']),
+    "parquet without column": (P + ["--data.train", "{ws}/nocol.parquet"], ["nocol.parquet:1:", '"text" is missing']),
+    "json array not UTF-8": (P + ["--data.train", "{ws}/latin.json"], ["latin.json:2:", "not UTF-8"]),
     # model folders
     "model folder missing": (P + ["--model.from_pretrained", "{ws}/nomodel"], ["nomodel", "not found"]),
     "model without config": (P + ["--model.from_pretrained", "{ws}/noconfig"], ["config.json is missing"]),

@@ -31,7 +31,7 @@ def _bad_inputs(tmp_path):
     jsonl = tmp_path / "bad.jsonl"
     jsonl.write_text('{"text": "ok"}\n{"txt": "wrong field"}\n')
     return {
-        "missing corpus": (["--data.train", str(tmp_path / "nope.txt")], ["nope.txt", "not found"]),
+        "missing corpus": (["--data.train", str(tmp_path / "nope.txt")], ["nope.txt", "no such file"]),
         "empty corpus": (["--data.train", str(empty)], ["empty.txt", "empty"]),
         "non-UTF-8 file": (["--data.train", str(latin)], ["latin1.txt:2:", "not UTF-8"]),
         "unknown key": (["--train.lerning_rate", "1"], ['"train.lerning_rate"', 'did you mean']),

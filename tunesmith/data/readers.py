@@ -46,40 +46,59 @@ def _suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix.lower() == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
+def _open_binary(path: Path) -> io.BufferedIOBase:
+    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
+
+
+def _not_utf8(path: Path | str, line: int, e: UnicodeDecodeError) -> UserError:
+    return UserError(f"not UTF-8 text (byte {e.start} of this line)", file=path, line=line,
+                     fix="re-encode the file as UTF-8, e.g. iconv -t utf-8")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line with its newline), decoded as UTF-8 one line at a time, so a
+    bad byte is reported with its line."""
+    with _open_binary(path) as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise _not_utf8(path, number, e) from None
+            yield number, (line.removeprefix("\ufeff") if number == 1 else line)
 
 
 def _read_jsonl(path: Path, name: str) -> Iterator[RawRow]:
-    with _open_text(path) as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line.rstrip("\r\n"))
-            except json.JSONDecodeError as e:
-                yield RawRow(name, number, None, f"line is not valid JSON ({e.msg} at column {e.colno})")
-                continue
-            if not isinstance(data, dict):
-                yield RawRow(name, number, None, f"expected a JSON object, got {type(data).__name__}")
-                continue
-            yield RawRow(name, number, data)
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line.rstrip("\r\n"))
+        except json.JSONDecodeError as e:
+            yield RawRow(name, number, None, f"line is not valid JSON ({e.msg} at column {e.colno})")
+            continue
+        if not isinstance(data, dict):
+            yield RawRow(name, number, None, f"expected a JSON object, got {type(data).__name__}")
+            continue
+        yield RawRow(name, number, data)
 
 
 def _read_json(path: Path, name: str) -> Iterator[RawRow]:
-    with _open_text(path) as f:
-        head = f.read(4096).lstrip()
-    if not head.startswith("["):
+    with _open_binary(path) as f:
+        head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not head.startswith(b"["):
         yield from _read_jsonl(path, name)   # a .json file holding JSON lines
         return
-    with _open_text(path) as f:
-        try:
-            items = json.load(f)
-        except json.JSONDecodeError as e:
-            raise UserError(f"not valid JSON ({e.msg})", file=name, line=e.lineno,
-                            fix="a .json file holds one array of objects, or one object per line") from None
+    with _open_binary(path) as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise _not_utf8(name, raw[:e.start].count(b"\n") + 1, e) from None
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"not valid JSON ({e.msg})", file=name, line=e.lineno,
+                        fix="a .json file holds one array of objects, or one object per line") from None
     for number, data in enumerate(items, start=1):
         if isinstance(data, dict):
             yield RawRow(name, number, data)
@@ -90,24 +109,23 @@ def _read_json(path: Path, name: str) -> Iterator[RawRow]:
 def _read_table(path: Path, name: str, delimiter: str, header: bool) -> Iterator[RawRow]:
     csv.field_size_limit(sys.maxsize)
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    with _open_text(path) as f:
-        reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
-        names: list[str] | None = None
-        end = 0
-        for fields in reader:
-            start, end = end + 1, reader.line_num
-            if not fields:
+    reader = csv.reader((line for _, line in _lines(path)), delimiter=delimiter, quoting=quoting)
+    names: list[str] | None = None
+    end = 0
+    for fields in reader:
+        start, end = end + 1, reader.line_num
+        if not fields:
+            continue
+        if names is None:
+            if header:
+                names = [n.strip() for n in fields]
                 continue
-            if names is None:
-                if header:
-                    names = [n.strip() for n in fields]
-                    continue
-                names = [str(i) for i in range(len(fields))]
-            if len(fields) != len(names):
-                yield RawRow(name, start, None, f"row has {len(fields)} fields, the header has {len(names)} "
-                             f"({', '.join(names)})")
-                continue
-            yield RawRow(name, start, dict(zip(names, fields)))
+            names = [str(i) for i in range(len(fields))]
+        if len(fields) != len(names):
+            yield RawRow(name, start, None, f"row has {len(fields)} fields, the header has {len(names)} "
+                         f"({', '.join(names)})")
+            continue
+        yield RawRow(name, start, dict(zip(names, fields)))
 
 
 def _read_parquet(path: Path, name: str) -> Iterator[RawRow]:
@@ -121,27 +139,26 @@ def _read_parquet(path: Path, name: str) -> Iterator[RawRow]:
 
 
 def _read_text(path: Path, name: str, unit: str) -> Iterator[RawRow]:
-    with _open_text(path) as f:
-        if unit == "file":
-            yield RawRow(name, 1, {"text": f.read()})
-            return
-        if unit == "line":
-            for number, line in enumerate(f, start=1):
-                if line.strip():
-                    yield RawRow(name, number, {"text": line.rstrip("\r\n")})
-            return
-        buf: list[str] = []
-        start = 0
-        for number, line in enumerate(f, start=1):
+    if unit == "file":
+        yield RawRow(name, 1, {"text": "".join(line for _, line in _lines(path))})
+        return
+    if unit == "line":
+        for number, line in _lines(path):
             if line.strip():
-                if not buf:
-                    start = number
-                buf.append(line)
-            elif buf:
-                yield RawRow(name, start, {"text": "".join(buf).rstrip("\r\n")})
-                buf = []
-        if buf:
+                yield RawRow(name, number, {"text": line.rstrip("\r\n")})
+        return
+    buf: list[str] = []
+    start = 0
+    for number, line in _lines(path):
+        if line.strip():
+            if not buf:
+                start = number
+            buf.append(line)
+        elif buf:
             yield RawRow(name, start, {"text": "".join(buf).rstrip("\r\n")})
+            buf = []
+    if buf:
+        yield RawRow(name, start, {"text": "".join(buf).rstrip("\r\n")})
 
 
 def _read_file(path: Path, unit: str, header: bool) -> Iterator[RawRow]:

@@ -44,8 +44,8 @@ class DataSection(Section):
     block_size: int = Field(128, ge=8, description="tokens per packed training block")
     validation_fraction: float = Field(0.05, ge=0, lt=1, description="share of blocks held out")
     validation_blocks: int = Field(16, ge=1, description="streaming: held-out blocks taken from the stream's start")
-    split_text: Literal["blank_line", "line", "file"] = Field(
-        "blank_line", description="how plain-text files split into documents")
+    split_text: Literal["paragraph", "line", "file"] = Field(
+        "paragraph", description="how plain-text files split into documents (paragraph: at blank lines)")
     streaming: bool = Field(False, description="stream documents (corpora larger than memory)")
     max_documents: int | None = Field(None, ge=1, description="use at most this many documents")
 

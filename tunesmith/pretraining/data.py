@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from ..core.errors import UserError
 from .config import PretrainConfig
 from .curriculum import length_scores, perplexity_scores
-from .documents import Source, iter_documents, resolve_sources
+from .documents import corpus_specs, iter_documents
 from .packing import PackedDataset, StreamingPackedDataset, pack, tokenize_documents
 
 MIN_DOCS_FOR_DOC_SPLIT = 20
@@ -24,9 +24,9 @@ class PretrainData:
     stats: dict = field(default_factory=dict)
 
 
-def documents(cfg: PretrainConfig, sources: list[Source] | None = None):
+def documents(cfg: PretrainConfig):
     d = cfg.data
-    docs = iter_documents(sources or resolve_sources(d.train), d.text_field, d.split_text, d.streaming)
+    docs = iter_documents(corpus_specs(d.train), d.text_field, d.split_text)
     return itertools.islice(docs, d.max_documents) if d.max_documents else docs
 
 
@@ -37,11 +37,10 @@ def tokenizer_texts(cfg: PretrainConfig):
 def build_data(cfg: PretrainConfig, tokenizer, reference_model=None) -> PretrainData:
     if cfg.data.streaming:
         return _streaming(cfg, tokenizer)
-    sources = resolve_sources(cfg.data.train)
-    docs = list(documents(cfg, sources))
+    docs = list(documents(cfg))
     if not docs:
         raise UserError("the training corpus is empty (no non-blank documents)",
-                        file=", ".join(s.location for s in sources), field="data.train")
+                        file=", ".join(corpus_specs(cfg.data.train)), field="data.train")
     random.Random(cfg.train.seed).shuffle(docs)
     ids = list(tokenize_documents(tokenizer, docs))
     bs = cfg.data.block_size
@@ -89,11 +88,10 @@ def _streaming(cfg: PretrainConfig, tokenizer) -> PretrainData:
     if cfg.curriculum.enabled:
         raise UserError("curriculum ordering needs the whole corpus in memory", field="curriculum.enabled",
                         fix="set data.streaming: false, or curriculum.enabled: false")
-    sources = resolve_sources(cfg.data.train)
-    if next(iter(documents(cfg, sources)), None) is None:
+    if next(iter(documents(cfg)), None) is None:
         raise UserError("the training corpus is empty (no non-blank documents)",
-                        file=", ".join(s.location for s in sources), field="data.train")
-    make = lambda: documents(cfg, sources)  # noqa: E731 - a fresh pass over the stream
+                        file=", ".join(corpus_specs(cfg.data.train)), field="data.train")
+    make = lambda: documents(cfg)  # noqa: E731 - a fresh pass over the stream
     n_val = cfg.data.validation_blocks
     train = StreamingPackedDataset(make, tokenizer, cfg.data.block_size, skip_blocks=n_val)
     val = StreamingPackedDataset(make, tokenizer, cfg.data.block_size, take_blocks=n_val)

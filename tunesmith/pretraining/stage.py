@@ -29,7 +29,7 @@ from ..core.training import evaluate_before_training, train as run_training
 from .config import PretrainConfig
 from .curriculum import CurriculumSampler
 from .data import build_data, tokenizer_texts
-from .documents import resolve_sources
+from .documents import corpus_specs
 from .init import initialize
 from .mtp import attach_heads, load_heads, save_heads
 from .presets import build_model, count_parameters
@@ -107,7 +107,7 @@ def _tokenizer(cfg: PretrainConfig, run: RunDir):
         texts = list(tokenizer_texts(cfg))
         if not texts:
             raise UserError("the training corpus is empty (no non-blank documents)", field="data.train",
-                            file=", ".join(s.location for s in resolve_sources(cfg.data.train)))
+                            file=", ".join(corpus_specs(cfg.data.train)))
         tok = train_tokenizer(texts, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency)
     return tok
 
