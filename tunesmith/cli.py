@@ -18,8 +18,36 @@ from .core.rundir import is_main_process
 
 
 class _Parser(argparse.ArgumentParser):
+    lazy_epilog: Callable[[], str] | None = None  # built on --help only: stage modules load slowly
+
     def error(self, message: str):  # one line, exit 2 (argparse prints usage + message)
         raise UserError(f"{self.prog}: {message} (see --help)")
+
+    def format_help(self) -> str:
+        if self.lazy_epilog is not None:
+            self.epilog = self.lazy_epilog()
+        return super().format_help()
+
+
+def _load(ref: str):
+    """"package.module:name" -> the object (imported on first use)."""
+    import importlib
+
+    module, name = ref.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+# command -> (config class, API function, help). One row per training stage.
+STAGES = {
+    "pretrain": ("tunesmith.pretraining.config:PretrainConfig", "tunesmith.pretraining.stage:pretrain",
+                 "train a causal LM from scratch (or continue one) on a text corpus"),
+    "reward": ("tunesmith.alignment.reward:RewardConfig", "tunesmith.alignment.reward:reward",
+               "train a reward model on preference pairs"),
+    "rlhf": ("tunesmith.alignment.rl:RLHFConfig", "tunesmith.alignment.rl:rlhf",
+             "online RL (GRPO or RLOO) from reward functions or reward models"),
+    "distill": ("tunesmith.alignment.distill:DistillConfig", "tunesmith.alignment.distill:distill",
+                "distill a teacher's logits into a student (forward/reverse KL, JSD, on-policy)"),
+}
 
 
 def _stage_help(config_cls) -> str:
@@ -38,13 +66,15 @@ def _common() -> argparse.ArgumentParser:
     return p
 
 
-def _add_stage(sub, name: str, config_cls, help_: str) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help_, description=help_, epilog=_stage_help(config_cls),
+def _add_stage(sub, name: str) -> argparse.ArgumentParser:
+    config_ref, api_ref, help_ = STAGES[name]
+    p = sub.add_parser(name, help=help_, description=help_,
                        formatter_class=argparse.RawDescriptionHelpFormatter, parents=[_common()])
+    p.lazy_epilog = lambda: _stage_help(_load(config_ref))
     p.usage = f"tunesmith {name} [RECIPE.yaml] [--section.key VALUE ...] [--resume] [--dry-run] [--json] [--quiet]"
     p.add_argument("--resume", action="store_true", help="continue the run in --run.dir from its last checkpoint")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    p.set_defaults(config_cls=config_cls)
+    p.set_defaults(config_ref=config_ref, func=_cmd_stage(api_ref))
     return p
 
 
@@ -59,7 +89,7 @@ def _resolve(args, overrides: list[str]):
         saved = Path(run_dir) / "config.yaml" if run_dir else None
         if recipe is None and saved is not None and saved.exists():
             recipe = saved
-    return load_config(args.config_cls, recipe, overrides)
+    return load_config(_load(args.config_ref), recipe, overrides)
 
 
 def _print_result(result: Any, as_json: bool) -> None:
@@ -85,22 +115,16 @@ def _print_result(result: Any, as_json: bool) -> None:
         console.print(f"sample: {result.sample!r}")
 
 
-def _cmd_stage(api: Callable) -> Callable:
+def _cmd_stage(api_ref: str) -> Callable:
     def run(args, overrides: list[str]) -> int:
         cfg = _resolve(args, overrides)
         if args.dry_run:
             import yaml
             print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
             return 0
-        _print_result(api(cfg), args.json)
+        _print_result(_load(api_ref)(cfg), args.json)
         return 0
     return run
-
-
-def _api(name: str) -> Callable:
-    import tunesmith
-
-    return getattr(tunesmith, name)
 
 
 def _cmd_data_check(args, overrides: list[str]) -> int:
@@ -139,8 +163,6 @@ def _cmd_demo(args, overrides: list[str]) -> int:
 
 
 def _add_data(sub) -> None:
-    from .data import DataPrepConfig
-
     data = sub.add_parser("data", help="check or prepare datasets", description="check or prepare datasets")
     dsub = data.add_subparsers(dest="data_command", metavar="check|prepare", parser_class=_Parser)
     dsub.required = True
@@ -155,15 +177,145 @@ def _add_data(sub) -> None:
     c.set_defaults(func=_cmd_data_check)
     p = dsub.add_parser("prepare", parents=[_common()], help="clean, deduplicate, anonymize, mix and split",
                         description="clean, deduplicate, anonymize, mix and split datasets",
-                        epilog=_stage_help(DataPrepConfig), formatter_class=argparse.RawDescriptionHelpFormatter)
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.lazy_epilog = lambda: _stage_help(_load("tunesmith.data:DataPrepConfig"))
     p.usage = "tunesmith data prepare [RECIPE.yaml] [--section.key VALUE ...] [--dry-run]"
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=_cmd_data_prepare)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .pretraining import PretrainConfig
+EVAL_FLAGS = {  # convenience flag -> config key
+    "model": "--model.path", "tasks": "--data.tasks", "data": "--data.dir", "k": "--fewshot.k",
+    "limit": "--data.eval_limit", "seeds": "--finetune.seeds", "run_dir": "--run.dir",
+}
 
+
+def _cmd_eval(args, overrides: list[str]) -> int:
+    if args.target == "perplexity":
+        return _cmd_perplexity(args, overrides)
+    from .eval import EvalConfig, markdown_table, run
+
+    recipe = None
+    if overrides and not overrides[0].startswith("-"):
+        recipe, overrides = overrides[0], overrides[1:]
+    flags = ["--data.benchmark", args.target]
+    for name, key in EVAL_FLAGS.items():
+        value = getattr(args, name)
+        if value is not None:
+            flags += [key, f"[{value}]" if name == "seeds" else str(value)]
+    if args.hub:
+        flags += ["--data.source", "hub"]
+    if args.train or args.fewshot_train:
+        flags += ["--protocol", "finetune" if args.train else "fewshot_finetune"]
+    if args.calibrated:
+        flags += ["--fewshot.scoring", "calibrated"]
+    cfg = load_config(EvalConfig, recipe, flags + overrides)
+    result = run(cfg)
+    if args.json:
+        print(json.dumps(result.to_dict() if hasattr(result, "to_dict") else str(result), default=str))
+    else:
+        print(markdown_table(result))
+        if cfg.run.dir:
+            print(f"results written to {cfg.run.dir}/results.json and {cfg.run.dir}/results.md")
+    return 0
+
+
+def _cmd_perplexity(args, overrides: list[str]) -> int:
+    from .core.modelio import load_causal_lm
+    from .eval import perplexity
+    from .pretraining.tokenizer import load_tokenizer
+
+    if overrides:
+        raise UserError(f'unexpected argument "{overrides[0]}"', fix="see tunesmith eval --help")
+    if not args.model or not args.text:
+        raise UserError("eval perplexity needs --model PATH and --text FILE")
+    texts = [t for t in _read_texts(args.text) if t.strip()]
+    model, tok = load_causal_lm(args.model), load_tokenizer(args.model)
+    result = perplexity(model, tok, texts, block_size=args.block_size, stride=args.stride)
+    print(json.dumps(result) if args.json else
+          f"perplexity {result['perplexity']:.3f}  nll {result['nll']:.4f}  tokens {result['tokens']}")
+    return 0
+
+
+def _read_texts(path: str) -> list[str]:
+    from .pretraining.documents import iter_documents
+
+    return list(iter_documents([path]))
+
+
+def _add_eval(sub) -> None:
+    e = sub.add_parser("eval", parents=[_common()], formatter_class=argparse.RawDescriptionHelpFormatter,
+                       help="GLUE / SuperGLUE (few-shot or fine-tune) and perplexity",
+                       description="score a model on GLUE or SuperGLUE with the official metrics, or its "
+                                   "perplexity on a text file")
+    e.lazy_epilog = lambda: _stage_help(_load("tunesmith.eval:EvalConfig"))
+    e.usage = ("tunesmith eval {glue,superglue} --model PATH [--tasks a,b|all] [--data DIR] [--train | "
+               "--fewshot-train] [--k K] [--calibrated] [RECIPE.yaml] [--section.key VALUE ...]\n"
+               "       tunesmith eval perplexity --model PATH --text FILE [--block-size N] [--stride N]")
+    e.add_argument("target", choices=["glue", "superglue", "perplexity"])
+    e.add_argument("--model", help="model folder")
+    e.add_argument("--tasks", help="comma-separated task names, or all")
+    e.add_argument("--data", help="local benchmark folder in the official layout")
+    e.add_argument("--hub", action="store_true", help="load the tasks from the Hub (needs network)")
+    e.add_argument("--train", action="store_true", help="fine-tune a head per task, then score")
+    e.add_argument("--fewshot-train", action="store_true", help="fine-tune on 32 examples over --seeds")
+    e.add_argument("--k", type=int, help="few-shot demonstrations per prompt")
+    e.add_argument("--calibrated", action="store_true", help="calibrated few-shot scoring")
+    e.add_argument("--limit", type=int, help="score at most N rows per task")
+    e.add_argument("--seeds", help="comma-separated seeds (fine-tune protocols)")
+    e.add_argument("--run-dir", help="write results.json / results.md here")
+    e.add_argument("--text", help="perplexity: text/JSONL file")
+    e.add_argument("--block-size", type=int, help="perplexity: tokens per window")
+    e.add_argument("--stride", type=int, help="perplexity: sliding-window stride")
+    e.set_defaults(func=_cmd_eval)
+
+
+def _cmd_report(args, overrides: list[str]) -> int:
+    from .report import write_report
+
+    if overrides:
+        raise UserError(f'unexpected argument "{overrides[0]}"', fix="tunesmith report RUN_DIR")
+    result = write_report(args.run_dir)
+    print(f"wrote {result.html} and {result.markdown} ({len(result.plot_files)} plots in "
+          f"{Path(args.run_dir) / 'plots'})")
+    return 0
+
+
+def _cmd_push(args, overrides: list[str]) -> int:
+    from .hub import PushConfig, push
+
+    flags = [f"--{k}" if not k.startswith("--") else k for k in overrides]
+    for name in ("private", "merged", "create_pr"):
+        if getattr(args, name):
+            flags += [f"--{name}", "true"]
+    cfg = load_config(PushConfig, None, flags)
+    result = push(args.run_dir, cfg)
+    print(f"pushed {len(result.files)} files to {result.url} (revision {result.revision})")
+    if getattr(result, "pr_url", None):
+        print(f"pull request: {result.pr_url}")
+    return 0
+
+
+def _add_tools(sub) -> None:
+    r = sub.add_parser("report", parents=[_common()], help="write report.html / report.md for a run",
+                       description="write report.html and report.md (curves, eval tables, memory, config)")
+    r.add_argument("run_dir", metavar="RUN_DIR")
+    r.set_defaults(func=_cmd_report)
+    p = sub.add_parser("push", parents=[_common()], formatter_class=argparse.RawDescriptionHelpFormatter,
+                       help="upload a run's adapter/model, tokenizer, model card and report to the Hub",
+                       description="upload a run's adapter (or merged model), tokenizer, model card and "
+                                   "report to the Hugging Face Hub (token: HF_TOKEN or `hf auth login`)")
+    p.lazy_epilog = lambda: _stage_help(_load("tunesmith.hub:PushConfig"))
+    p.usage = ("tunesmith push RUN_DIR --repo user/name [--private] [--revision BRANCH] [--merged] "
+               "[--create-pr] [--license ID] [--datasets '[a, b]'] [--base-model ID] [--key VALUE ...]")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--merged", action="store_true", help="upload the adapter merged into its base")
+    p.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    p.set_defaults(func=_cmd_push)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tunesmith", description="Build, fine-tune, align and evaluate language models.")
     parser.add_argument("--version", action="version", version=f"tunesmith {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -177,9 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(debug=False, quiet=False, json=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    p = _add_stage(sub, "pretrain", PretrainConfig,
-                   "train a causal LM from scratch (or continue one) on a text corpus")
-    p.set_defaults(func=_cmd_stage(lambda cfg: _api("pretrain")(cfg)))
+    for name in STAGES:
+        _add_stage(sub, name)
+    _add_eval(sub)
+    _add_tools(sub)
     _add_data(sub)
     d = sub.add_parser("demo", help="the end-to-end demo on the corpus shipped with tunesmith",
                        description="the end-to-end demo on the corpus shipped with tunesmith",

@@ -70,6 +70,8 @@ class NonFiniteGuard(TrainerCallback):
 def training_callbacks(run: RunDir, train, tokens_per_step: int) -> list[TrainerCallback]:
     """The callbacks every stage's trainer gets: metrics.jsonl, the checkpoint completion
     marker, the non-finite guard."""
+    from ..report.tensorboard import report_callbacks
     from .checkpoints import MarkComplete
 
-    return [MetricsLogger(run, tokens_per_step), MarkComplete(), NonFiniteGuard(run, train.on_nonfinite)]
+    return [MetricsLogger(run, tokens_per_step), MarkComplete(), NonFiniteGuard(run, train.on_nonfinite),
+            *report_callbacks(train.report_to, run.path)]

@@ -27,6 +27,8 @@ class TrainSection(Section):
     save_steps: int = Field(100, ge=1, description="checkpoint every N steps")
     save_total_limit: int = Field(2, ge=1, description="keep the last K checkpoints")
     gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
+    report_to: list[Literal["tensorboard"]] = Field(
+        default_factory=list, description="live loggers besides metrics.jsonl: [tensorboard] (pip install tensorboard)")
     on_nonfinite: Literal["stop", "skip"] = Field(
         "stop", description="NaN/inf loss or gradients: stop (keep the last good checkpoint) or skip the batch")
 

@@ -6,7 +6,8 @@ from typing import Literal
 from pydantic import Field
 
 from ..core.config import Section
-from ..core.train_config import TrainSection, RunSection
+from ..core.train_config import RunSection, TrainSection
+from ..hub.config import PushConfig
 
 
 class ModelSection(Section):
@@ -72,3 +73,4 @@ class PretrainConfig(Section):
     curriculum: CurriculumSection = Field(default_factory=CurriculumSection)
     train: TrainSection = Field(default_factory=lambda: TrainSection(lr=3e-3, max_steps=400))
     run: RunSection = Field(default_factory=RunSection)
+    push_to_hub: PushConfig | None = Field(None, description="push the model to the Hub at the end: {repo: user/name, ...}")

@@ -21,6 +21,7 @@ from ..core.config import coerce
 from ..core.device import pick_dtype
 from ..core.distributed import main_process_first
 from ..core.errors import UserError
+from ..core.finish import finish_run
 from ..core.modelio import check_model_folder, load_causal_lm
 from ..core.result import StageResult
 from ..core.rundir import RunDir, atomic_dir, default_run_dir
@@ -83,6 +84,7 @@ def pretrain(config: PretrainConfig | dict | None = None, **sections) -> Pretrai
     model_path = _save(run, model, tokenizer)
     sample = generate_sample(model, tokenizer, cfg.run.sample_prompt, cfg.run.sample_tokens, cfg.train.seed)
     run.write_json("results.json", {"metrics": metrics, "model_path": str(model_path), "sample": sample})
+    finish_run(run, trainer.state.global_step, cfg.push_to_hub)
     return PretrainResult(run.path, model_path, metrics, sample)
 
 

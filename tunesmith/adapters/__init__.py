@@ -1,0 +1,22 @@
+"""Parameter-efficient fine-tuning: the `adapter:` block, applying it (PEFT, bitsandbytes),
+saving/merging adapters, several adapters on one base, the memory planner, and the task
+fine-tuning stage.
+
+>>> from tunesmith.adapters import AdapterConfig, apply, load_base
+>>> model = apply(load_base("runs/base/model", cfg := AdapterConfig(method="qlora")), cfg)
+"""
+from .apply import apply, peft_config, trainable_summary
+from .artifacts import load_adapter, save_adapter
+from .config import AdapterConfig
+from .finetune import FinetuneConfig, FinetuneResult, finetune
+from .merge import merge
+from .multi import combine, load_many, stack, switch
+from .optim import build_optimizer
+from .planner import MemoryPlan, fitting, parse_size, plan
+from .quantize import load_base
+from .targets import find_linear_targets
+
+__all__ = ["AdapterConfig", "FinetuneConfig", "FinetuneResult", "MemoryPlan", "apply",
+           "build_optimizer", "combine", "find_linear_targets", "finetune", "fitting",
+           "load_adapter", "load_base", "load_many", "merge", "parse_size", "peft_config", "plan",
+           "save_adapter", "stack", "switch", "trainable_summary"]

@@ -1,0 +1,110 @@
+"""Adapter folders on disk: stock PEFT layout (safetensors) plus a small tunesmith record.
+
+A folder written by `save_adapter` loads with plain `PeftModel.from_pretrained(base, dir)`;
+`tunesmith_adapter.json` beside it remembers what stock PEFT does not: the adapter block
+(so the base can be re-loaded quantized as in training), the base folder and the number
+of labels of a classification head. PiSSA/OLoRA adapters are converted on save into plain
+LoRA adapters against the original base (peft's `path_initial_model_for_weight_conversion`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from peft import PeftModel, get_peft_model_state_dict
+from safetensors.torch import save_file
+from torch import nn
+
+from ..core.errors import UserError
+from ..core.rundir import atomic_dir
+from .config import METHOD_INIT, AdapterConfig
+from .quantize import load_base
+
+RECORD = "tunesmith_adapter.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "vocab.txt", "vocab.json", "merges.txt", "tokenizer.model", "chat_template.jinja")
+# set on a PeftModel by `remember_initial_weights`: PiSSA/OLoRA weights before training
+INITIAL_WEIGHTS_ATTR = "tunesmith_initial_adapter"
+
+
+def remember_initial_weights(model: PeftModel, adapter: AdapterConfig) -> None:
+    """Keep a copy of PiSSA/OLoRA's initial A/B so the saved adapter can be converted to LoRA."""
+    if adapter.resolved_init() in METHOD_INIT.values() or str(adapter.resolved_init()).startswith("pissa"):
+        state = get_peft_model_state_dict(model)
+        setattr(model, INITIAL_WEIGHTS_ATTR,
+                {k: v.detach().clone() for k, v in state.items() if "lora_" in k})
+
+
+def copy_tokenizer_files(source: Path, dest: Path) -> None:
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file() and not (dest / name).exists():
+            shutil.copy2(source / name, dest / name)
+
+
+def save_adapter(model: nn.Module, output: str | os.PathLike, adapter: AdapterConfig, *,
+                 base: str | os.PathLike | None = None) -> Path:
+    """Write `model`'s adapter (or, for `method: full`, the whole model) to `output`, atomically.
+
+    >>> save_adapter(peft_model, "runs/x/adapter", AdapterConfig(), base="runs/nano/model")
+    """
+    output = Path(output)
+    base_model = model.get_base_model() if isinstance(model, PeftModel) else model
+    record = {"adapter": adapter.model_dump(mode="json"),
+              "base": str(Path(base).resolve()) if base is not None else None,
+              "num_labels": base_model.config.num_labels if adapter.task == "seq_cls" else None}
+    with atomic_dir(output) as tmp:
+        if not isinstance(model, PeftModel):
+            model.save_pretrained(tmp, safe_serialization=True)
+        elif getattr(model, INITIAL_WEIGHTS_ATTR, None) is not None:
+            with tempfile.TemporaryDirectory() as scratch:
+                initial = Path(scratch) / "initial"
+                initial.mkdir()
+                save_file(getattr(model, INITIAL_WEIGHTS_ATTR), initial / "adapter_model.safetensors")
+                model.save_pretrained(tmp, path_initial_model_for_weight_conversion=str(initial))
+            record["converted_to_lora"] = True
+        else:
+            model.save_pretrained(tmp, safe_serialization=True)
+        if base is not None:
+            copy_tokenizer_files(Path(base), tmp)
+        (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    return output
+
+
+def read_record(adapter_dir: str | os.PathLike) -> dict:
+    """The tunesmith record of an adapter folder; a folder from stock PEFT gets a default one."""
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise UserError("not an adapter folder: adapter_config.json is missing", file=adapter_dir,
+                        fix="pass a folder written by save_adapter or PeftModel.save_pretrained")
+    if (adapter_dir / RECORD).is_file():
+        return json.loads((adapter_dir / RECORD).read_text())
+    peft = json.loads((adapter_dir / "adapter_config.json").read_text())
+    task = "seq_cls" if peft.get("task_type") == "SEQ_CLS" else "causal_lm"
+    return {"adapter": {"task": task}, "base": peft.get("base_model_name_or_path"), "num_labels": None}
+
+
+def resolve_base(adapter_dir: Path, record: dict, base: str | os.PathLike | None) -> Path:
+    path = base or record.get("base")
+    if not path:
+        raise UserError("the adapter does not record its base model", file=adapter_dir,
+                        fix="pass base=PATH (the folder the adapter was trained on)")
+    return Path(path)
+
+
+def load_adapter(adapter_dir: str | os.PathLike, base: str | os.PathLike | None = None, *,
+                 trainable: bool = False, adapter_name: str = "default") -> PeftModel:
+    """The base model (quantized as in training) with the adapter at `adapter_dir` on it.
+
+    >>> model = load_adapter("runs/x/adapter")  # base folder read from the adapter's record
+    """
+    adapter_dir = Path(adapter_dir)
+    record = read_record(adapter_dir)
+    cfg = AdapterConfig.model_validate(record["adapter"])
+    model = load_base(resolve_base(adapter_dir, record, base), cfg, num_labels=record.get("num_labels"))
+    return PeftModel.from_pretrained(model, adapter_dir, adapter_name=adapter_name,
+                                     is_trainable=trainable)
+

@@ -1,0 +1,59 @@
+"""Merging an adapter into its base: one full model folder loadable with `AutoModel*`.
+
+A QLoRA adapter was trained against the *quantized* weights, so its base is loaded
+quantized exactly as in training, dequantized, and only then merged: the merged model
+reproduces the adapter model's outputs instead of adding a delta to weights it never saw.
+The result is saved in the base's own dtype, as safetensors.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+from transformers import AutoConfig
+
+from ..core.errors import UserError
+from ..core.rundir import atomic_dir
+from .artifacts import copy_tokenizer_files, read_record, resolve_base
+from .config import PROMPT_METHODS, AdapterConfig
+from .quantize import DTYPES, bnb_config, load_base
+
+
+def _base_dtype(base: Path) -> torch.dtype:
+    config = AutoConfig.from_pretrained(base)
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(dtype, str):
+        return DTYPES.get(dtype, torch.float32)
+    return dtype if isinstance(dtype, torch.dtype) else torch.float32
+
+
+def merge(adapter_dir: str | os.PathLike, output: str | os.PathLike, *,
+          base: str | os.PathLike | None = None, dtype: str = "base") -> Path:
+    """Write base + adapter as one model folder at `output` (atomically) and return it.
+
+    `dtype` is "base" (the base folder's dtype) or float32/bfloat16/float16. Example:
+
+    >>> merge("runs/sft/adapter", "runs/sft/merged")
+    >>> AutoModelForCausalLM.from_pretrained("runs/sft/merged")
+    """
+    adapter_dir = Path(adapter_dir)
+    record = read_record(adapter_dir)
+    cfg = AdapterConfig.model_validate(record["adapter"])
+    if cfg.method in PROMPT_METHODS:
+        raise UserError(f"a {cfg.method} adapter adds virtual tokens and cannot be merged into "
+                        "weights", file=adapter_dir,
+                        fix="load it with PeftModel.from_pretrained(base, folder) instead")
+    base_path = resolve_base(adapter_dir, record, base)
+    target_dtype = _base_dtype(base_path) if dtype == "base" else DTYPES[dtype]
+    model = load_base(base_path, cfg, num_labels=record.get("num_labels"))
+    if bnb_config(cfg) is not None:
+        model = model.dequantize(dtype=target_dtype)
+    model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    model = model.to(target_dtype)
+    with atomic_dir(output) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        copy_tokenizer_files(adapter_dir, tmp)
+        copy_tokenizer_files(base_path, tmp)
+    return Path(output)

@@ -1,0 +1,91 @@
+"""Loading a base model as the adapter block says: full precision, 4-bit (NF4/FP4) or 8-bit.
+
+The bitsandbytes backend lives here, out of the adapter logic. bitsandbytes >= 0.45 runs
+4-bit and 8-bit layers on CPU as well as CUDA, so QLoRA works (slowly) without a GPU.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification,
+                          BitsAndBytesConfig, PreTrainedModel)
+
+from ..core.errors import UserError
+from .config import AdapterConfig
+from .targets import HEAD_NAMES, SEQ_CLS_HEAD_NAMES
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def compute_dtype(cfg: AdapterConfig) -> torch.dtype:
+    """`auto` is bfloat16 on a GPU that supports it and float32 elsewhere (CPU bf16 is slow)."""
+    if cfg.compute_dtype != "auto":
+        return DTYPES[cfg.compute_dtype]
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def bnb_config(cfg: AdapterConfig) -> BitsAndBytesConfig | None:
+    """The transformers quantization config for `cfg`, or None for a full-precision base."""
+    quant = cfg.resolved_quantize()
+    if quant == "none":
+        return None
+    skip = list(HEAD_NAMES) + (["pooler"] if cfg.task == "seq_cls" else [])
+    if quant == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant,
+                              bnb_4bit_use_double_quant=cfg.double_quant,
+                              bnb_4bit_compute_dtype=compute_dtype(cfg),
+                              bnb_4bit_quant_storage=torch.uint8, llm_int8_skip_modules=skip)
+
+
+def is_quantized(model: nn.Module) -> bool:
+    """True when `model` (or the base under a PeftModel) holds bitsandbytes weights."""
+    base = getattr(model, "get_base_model", lambda: model)()
+    return bool(getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False))
+
+
+def _check_model_folder(path: Path) -> None:
+    if not path.is_dir():
+        raise UserError("model folder not found", file=path, fix="pass a folder written by "
+                        "save_pretrained (config.json + model.safetensors)")
+    if not (path / "config.json").is_file():
+        raise UserError("not a model folder: config.json is missing", file=path,
+                        fix="pass a folder written by save_pretrained")
+
+
+def load_base(path: str | os.PathLike, adapter: AdapterConfig | None = None, *,
+              num_labels: int | None = None, dtype: str | torch.dtype = "auto") -> PreTrainedModel:
+    """Load the base model at `path` for `adapter` (quantized when it says so), with a
+    causal-LM head or, for `task: seq_cls`, a classification head of `num_labels` outputs
+    (1 means regression). Example:
+
+    >>> model = load_base("runs/nano/model", AdapterConfig(method="qlora"))  # 4-bit NF4
+    """
+    cfg = adapter or AdapterConfig()
+    path = Path(path)
+    _check_model_folder(path)
+    quant = bnb_config(cfg)
+    if isinstance(dtype, str):
+        dtype = compute_dtype(cfg) if dtype == "auto" and quant is not None else (
+            "auto" if dtype == "auto" else DTYPES[dtype])
+    kwargs: dict = {"dtype": dtype}
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+    if cfg.task == "seq_cls":
+        if num_labels is None:
+            raise UserError("a seq_cls base needs num_labels", field="num_labels",
+                            fix="pass the number of classes (1 for regression)")
+        model_config = AutoConfig.from_pretrained(path, num_labels=num_labels)
+        if num_labels == 1:
+            model_config.problem_type = "regression"
+        if getattr(model_config, "pad_token_id", None) is None:
+            model_config.pad_token_id = getattr(model_config, "eos_token_id", None)
+        model = AutoModelForSequenceClassification.from_pretrained(path, config=model_config, **kwargs)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    return model
