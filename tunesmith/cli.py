@@ -41,6 +41,18 @@ def _load(ref: str):
 STAGES = {
     "pretrain": ("tunesmith.pretraining.config:PretrainConfig", "tunesmith.pretraining.stage:pretrain",
                  "train a causal LM from scratch (or continue one) on a text corpus"),
+    "sft": ("tunesmith.alignment.sft:SFTConfig", "tunesmith.alignment.sft:sft",
+            "instruction-tune on any instruction/chat format (loss on assistant turns, packing)"),
+    "dpo": ("tunesmith.alignment.preference:DPOConfig", "tunesmith.alignment.preference:dpo",
+            "direct preference optimization (sigmoid, IPO, hinge, robust, ... loss types)"),
+    "kto": ("tunesmith.alignment.preference:KTOConfig", "tunesmith.alignment.preference:kto",
+            "KTO on unpaired desirable/undesirable completions"),
+    "orpo": ("tunesmith.alignment.preference:ORPOConfig", "tunesmith.alignment.preference:orpo",
+             "ORPO: reference-free preference alignment"),
+    "simpo": ("tunesmith.alignment.preference:SimPOConfig", "tunesmith.alignment.preference:simpo",
+              "SimPO (through TRL's CPO): reference-free preference alignment"),
+    "finetune": ("tunesmith.adapters.finetune:FinetuneConfig", "tunesmith.adapters.finetune:finetune",
+                 "task fine-tuning: a classification/regression head with LoRA (or full) on any model"),
     "reward": ("tunesmith.alignment.reward:RewardConfig", "tunesmith.alignment.reward:reward",
                "train a reward model on preference pairs"),
     "rlhf": ("tunesmith.alignment.rl:RLHFConfig", "tunesmith.alignment.rl:rlhf",
@@ -95,8 +107,8 @@ def _resolve(args, overrides: list[str]):
 def _print_result(result: Any, as_json: bool) -> None:
     if not is_main_process():  # several processes (torchrun / accelerate launch): print once
         return
-    payload = {"run_dir": str(result.run_dir), "model_path": str(getattr(result, "model_path", "")),
-               "metrics": result.metrics}
+    artifact = getattr(result, "model_path", None) or getattr(result, "adapter_dir", "")
+    payload = {"run_dir": str(result.run_dir), "model_path": str(artifact), "metrics": result.metrics}
     if as_json:
         print(json.dumps(payload, default=str))
         return
@@ -121,6 +133,7 @@ def _cmd_stage(api_ref: str) -> Callable:
         if args.dry_run:
             import yaml
             print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+            _print_plan(cfg.model_dump(mode="json"))
             return 0
         _print_result(_load(api_ref)(cfg), args.json)
         return 0
@@ -270,6 +283,49 @@ def _add_eval(sub) -> None:
     e.set_defaults(func=_cmd_eval)
 
 
+def _print_plan(recipe: dict, memory: str | None = None, **shape) -> None:
+    from .adapters.recipe_plan import plan_recipe
+
+    main, options = plan_recipe(recipe, memory=memory, **shape)
+    print(f"# predicted peak memory ({', '.join(f'{k}={v}' for k, v in main.settings.items())}):")
+    print(main.table())
+    if memory:
+        print(f"# settings within {memory}:")
+        for p in options:
+            mark = "fits" if p.fits(parse_size(memory)) else "too big"
+            desc = ", ".join(f"{k}={v}" for k, v in p.settings.items())
+            print(f"  {p.total / 2 ** 30:7.2f} GiB  {mark:7s}  {desc}")
+
+
+def parse_size(text: str) -> int:
+    from .adapters.planner import parse_size as parse
+
+    return parse(text)
+
+
+def _cmd_plan(args, overrides: list[str]) -> int:
+    from .core.config import deep_merge, parse_overrides, read_yaml
+
+    path = None
+    if overrides and not overrides[0].startswith("-"):
+        path, overrides = overrides[0], overrides[1:]
+    recipe = read_yaml(path) if path else {}
+    recipe = deep_merge(recipe, parse_overrides(overrides)) if overrides else recipe
+    shape = {k: v for k, v in (("batch_size", args.batch_size), ("seq_len", args.seq_len)) if v}
+    _print_plan(recipe, args.memory, device=args.device, **shape)
+    return 0
+
+
+def _cmd_merge(args, overrides: list[str]) -> int:
+    from .adapters.merge import merge
+
+    if overrides:
+        raise UserError(f'unexpected argument "{overrides[0]}"', fix="tunesmith merge ADAPTER_DIR OUT")
+    out = merge(args.adapter_dir, args.output, base=args.base, dtype=args.dtype)
+    print(f"merged model written to {out} (loads with AutoModelForCausalLM / AutoModelForSequenceClassification)")
+    return 0
+
+
 def _cmd_report(args, overrides: list[str]) -> int:
     from .report import write_report
 
@@ -297,6 +353,23 @@ def _cmd_push(args, overrides: list[str]) -> int:
 
 
 def _add_tools(sub) -> None:
+    pl = sub.add_parser("plan", parents=[_common()], help="predict a recipe's peak training memory",
+                        description="predict peak memory (weights, gradients, optimizer, activations) of a "
+                                    "recipe, and with --memory which settings would fit")
+    pl.usage = "tunesmith plan [RECIPE.yaml] [--section.key VALUE ...] [--memory 16GB] [--batch-size N] [--seq-len N]"
+    pl.add_argument("--memory", help="budget, e.g. 16GB: list full / LoRA / QLoRA settings that fit")
+    pl.add_argument("--batch-size", type=int, help="micro-batch (default: the recipe's)")
+    pl.add_argument("--seq-len", type=int, help="tokens per sequence (default: the recipe's)")
+    pl.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    pl.set_defaults(func=_cmd_plan)
+    m = sub.add_parser("merge", parents=[_common()], help="merge an adapter into its base (QLoRA dequantized)",
+                       description="write a full model folder: the adapter merged into its base, in the "
+                                   "base dtype (QLoRA bases are dequantized properly)")
+    m.add_argument("adapter_dir", metavar="ADAPTER_DIR")
+    m.add_argument("output", metavar="OUT")
+    m.add_argument("--base", help="base model folder (default: the one recorded with the adapter)")
+    m.add_argument("--dtype", default="base", choices=["base", "float32", "bfloat16", "float16"])
+    m.set_defaults(func=_cmd_merge)
     r = sub.add_parser("report", parents=[_common()], help="write report.html / report.md for a run",
                        description="write report.html and report.md (curves, eval tables, memory, config)")
     r.add_argument("run_dir", metavar="RUN_DIR")

@@ -111,7 +111,7 @@ def test_bad_data_is_a_user_error_with_line(tiny_models, tmp_path):
 
 @pytest.mark.slow
 def test_real_minilm_on_sst2_subset(shared_data, tmp_path):
-    """~60 s: real MiniLM + LoRA on 512 SST-2 sentences beats chance clearly on 200 dev ones."""
+    """~100 s wall, ~150 s CPU: real MiniLM + LoRA on 512 SST-2 sentences beats chance clearly on 200 dev ones."""
     src = shared_data / "glue" / "SST-2"
     (tmp_path / "train.tsv").write_text("".join(open(src / "train.tsv").readlines()[:513]))
     (tmp_path / "dev.tsv").write_text("".join(open(src / "dev.tsv").readlines()[:201]))

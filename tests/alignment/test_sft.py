@@ -1,0 +1,127 @@
+"""SFT: loss masks token by token, packing without cross-example attention, LoRA/QLoRA runs,
+bad input, and (slow) held-out exact match rising well above the base model's."""
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the shared fixtures importable
+from _sft_fixtures import pretrained  # noqa: E402
+from tunesmith.alignment.common import ModelSection, load_tokenizer  # noqa: E402
+from tunesmith.alignment.sft import sft, tokenize_example  # noqa: E402
+from tunesmith.core.errors import UserError  # noqa: E402
+
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+TRAIN = {"dtype": "fp32", "warmup_steps": 0, "logging_steps": 1, "save_steps": 10_000, "eval_steps": 10_000}
+CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 plus 3?"},
+        {"role": "assistant", "content": "5"}, {"role": "user", "content": "Write in capitals: fox"},
+        {"role": "assistant", "content": "FOX"}]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return pretrained("tiny", tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def tok(tiny):
+    return load_tokenizer(ModelSection(path=str(tiny)))
+
+
+def _masked_text(row, tok, loss) -> tuple[str, list[int]]:
+    enc = tokenize_example(row, tok, loss)
+    return "".join(tok.decode([i]) for i, m in zip(enc["input_ids"], enc["assistant_masks"]) if m), enc["assistant_masks"]
+
+
+def test_assistant_loss_covers_exactly_the_assistant_turns(tok):
+    text, mask = _masked_text({"messages": CHAT}, tok, "assistant")
+    assert text == "5<|im_end|>\nFOX<|im_end|>\n"        # content + end-of-turn, no headers, no user text
+    enc = tokenize_example({"messages": CHAT}, tok, "assistant")
+    ids, spans = enc["input_ids"], []
+    for i, m in enumerate(mask):                           # two separate runs of loss tokens
+        if m and (i == 0 or not mask[i - 1]):
+            spans.append(i)
+    assert len(spans) == 2
+    assert tok.decode(ids[:spans[0]]).endswith("<|im_start|>assistant\n")
+    assert tok.decode(ids[:spans[1]]).endswith("fox<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_completion_and_full_loss(tok):
+    assert _masked_text({"messages": CHAT}, tok, "completion")[0] == "FOX<|im_end|>\n"
+    text, mask = _masked_text({"messages": CHAT}, tok, "full")
+    assert all(mask) and text.startswith("<|im_start|>system")
+    pc = {"prompt": CHAT[:4], "completion": CHAT[4:]}
+    assert _masked_text(pc, tok, "completion")[0] == "FOX<|im_end|>\n"
+    assert _masked_text(pc, tok, "assistant")[0] == "5<|im_end|>\nFOX<|im_end|>\n"
+
+
+def test_template_that_is_not_prefix_preserving_is_rejected(tiny):
+    odd = ModelSection(path=str(tiny), chat_template=(
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}"
+        "{% if loop.last %} END{% endif %}\n{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}"))
+    with pytest.raises(UserError, match="prefixes"):
+        tokenize_example({"messages": CHAT}, load_tokenizer(odd), "assistant")
+
+
+def test_packing_does_not_leak_attention_across_examples(tiny, tok):
+    """The padding-free batch TRL builds for packed rows gives example B the same logits as B alone.
+    (use_cache=False as in SFTTrainer.compute_loss: with a cache, transformers skips packed masking.)"""
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    model = AutoModelForCausalLM.from_pretrained(tiny).eval()
+    a = tokenize_example({"messages": CHAT[1:3]}, tok, "assistant")["input_ids"]
+    b = tokenize_example({"messages": CHAT[3:]}, tok, "assistant")["input_ids"]
+    batch = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id, padding_free=True)(
+        [{"input_ids": a}, {"input_ids": b}])
+    assert batch["position_ids"][0, len(a)] == 0                     # positions restart at B
+    with torch.no_grad():
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                       use_cache=False).logits[0, len(a):]
+        alone = model(input_ids=torch.tensor([b])).logits[0]
+        leaky = model(input_ids=batch["input_ids"], use_cache=False).logits[0, len(a):]  # plain causal mask over both
+    torch.testing.assert_close(packed, alone, atol=1e-5, rtol=1e-4)
+    assert (leaky - alone).abs().max() > 1e-3                         # the check can fail
+
+
+def _run(tiny, tmp_path, **sections):
+    sections.setdefault("tasks", {"names": ["upper", "add"], "train_rows": 64, "eval_rows": 8})
+    sections.setdefault("train", dict(TRAIN, max_steps=8, batch_size=8, lr=1e-2))
+    sections.setdefault("sft", {"max_length": 64})
+    sections["run"] = {"dir": str(tmp_path / "run"), "sample_tokens": 0, **sections.get("run", {})}
+    return sft(model={"path": str(tiny)}, **sections)
+
+
+def _losses(run_dir: Path) -> list[float]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if "loss" in r]
+
+
+@pytest.mark.parametrize("method,batching", [("lora", "packing"), ("qlora", "padding"), ("lora", "padding_free")])
+def test_sft_runs_and_loss_falls(tiny, tmp_path, method, batching):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    result = _run(tiny, tmp_path, adapter={"method": method, "rank": 8}, sft={"max_length": 64, "batching": batching})
+    losses = _losses(result.run_dir)
+    assert len(losses) == 8 and sum(losses[-2:]) < sum(losses[:2])
+    assert {"before/exact_match", "after/exact_match/upper", "tokens_per_step"} <= set(result.metrics)
+    assert (result.run_dir / "results.json").is_file() and (result.model_path / "adapter_config.json").is_file()
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), result.model_path)
+
+
+def test_sft_bad_inputs(tiny, tmp_path):
+    with pytest.raises(UserError, match="no training data"):
+        _run(tiny, tmp_path, tasks={})
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "hi", "chosen": "a", "rejected": "b"}) + "\n")
+    with pytest.raises(UserError, match="trains on instruction") as e:
+        _run(tiny, tmp_path, data={"inputs": [{"path": str(pairs)}]}, run={"overwrite": True})
+    assert str(pairs) in str(e.value)
+    with pytest.raises(UserError, match="sft.batching"):
+        _run(tiny, tmp_path, sft={"batching": "bucket"})

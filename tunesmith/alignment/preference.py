@@ -1,0 +1,257 @@
+"""Preference alignment: DPO (every TRL loss type), KTO (unpaired data), ORPO and SimPO (reference-free).
+
+Each stage is a config (model, adapter, data, tasks, its own block, train, run) and one function
+that reads top to bottom: open the run, load the policy, prepare the data, score the held-out
+pairs, build TRL's trainer, train, score again, save.
+
+What tunesmith adds over the TRL trainers:
+- one recipe shape for all four methods, data read by `tunesmith.data` (any preference format,
+  every row validated with file:line errors);
+- the reference model picked for memory: when training an adapter, the base with the adapter
+  disabled IS the reference (no second copy); for full fine-tuning, reference log-probs are
+  precomputed once and the reference model is freed;
+- a reference-free proof on held-out pairs before and after training: pair accuracy (policy
+  log-prob of chosen > rejected) and mean log-prob margin, plus TRL's implicit-reward metrics.
+
+    import tunesmith as ts
+    r = ts.dpo(model={"path": "runs/sft/merged"}, tasks={"names": ["add"]}, dpo={"loss_type": "ipo"})
+    print(r.metrics["before/pair_accuracy"], r.metrics["after/pair_accuracy"])
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import trl
+from pydantic import Field
+from transformers import PrinterCallback, set_seed
+
+from ..adapters import AdapterConfig
+from ..core.checkpoints import last_checkpoint
+from ..core.config import Section, coerce
+from ..core.device import pick_dtype
+from ..core.errors import UserError
+from ..core.result import StageResult
+from ..core.train_config import RunSection, TrainSection
+from ..core.trainer_args import training_kwargs
+from ..data import DataPrepConfig
+from .common import ModelSection, callbacks, load_policy, open_run, save_output
+from .configs import TasksSection, stage_data, task_scores
+from .pairs import heldout_pairs, pair_scores
+
+# TRL 1.16 DPO loss types (trl/trainer/dpo_trainer.py); "robust" is cDPO-style robust DPO (set label_smoothing)
+DPOLoss = Literal["sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm"]
+
+
+class DPOSection(Section):
+    loss_type: DPOLoss | list[DPOLoss] = Field("sigmoid", description=(
+        "DPO loss: sigmoid (DPO) | ipo | hinge | robust (with label_smoothing) | exo_pair | nca_pair | bco_pair | "
+        "sppo_hard | aot | aot_unpaired | apo_zero | apo_down | discopop | sft | sigmoid_norm; a list combines losses"))
+    loss_weights: list[float] | None = Field(None, description="weights when loss_type is a list (MPO-style mixes)")
+    beta: float = Field(0.1, gt=0, description="strength of the pull towards the reference model")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="robust/cDPO: probability a preference label is flipped")
+    reference: Literal["auto", "adapter_disabled", "precomputed", "copy"] = Field("auto", description=(
+        "reference model: auto (adapter_disabled when training an adapter, else precomputed) | adapter_disabled "
+        "(the base without the adapter, no extra memory) | precomputed (reference log-probs computed once before "
+        "training) | copy (a frozen copy in memory)"))
+    max_length: int = Field(512, ge=8, description="tokens per prompt+completion (longer ones are truncated)")
+
+
+class KTOSection(Section):
+    loss_type: Literal["kto", "apo_zero_unpaired"] = Field("kto", description="kto | apo_zero_unpaired")
+    beta: float = Field(0.1, gt=0, description="strength of the pull towards the reference model")
+    desirable_weight: float = Field(1.0, gt=0, description="weight of desirable (label true) rows")
+    undesirable_weight: float = Field(1.0, gt=0, description="weight of undesirable (label false) rows")
+    reference: Literal["auto", "adapter_disabled", "precomputed", "copy"] = Field(
+        "auto", description="reference model, as for dpo.reference")
+    max_length: int = Field(512, ge=8, description="tokens per prompt+completion")
+
+
+class ORPOSection(Section):
+    beta: float = Field(0.1, gt=0, description="lambda: weight of the odds-ratio term next to the SFT loss")
+    max_length: int = Field(512, ge=8, description="tokens per prompt+completion")
+
+
+class SimPOSection(Section):
+    beta: float = Field(2.0, gt=0, description="reward scale of the length-normalized log-probs")
+    gamma: float = Field(0.5, ge=0, description="target reward margin (simpo_gamma)")
+    cpo_alpha: float = Field(0.0, ge=0, description="weight of an added SFT (behaviour cloning) term; 0 = pure SimPO")
+    max_length: int = Field(512, ge=8, description="tokens per prompt+completion")
+
+
+def _train_section() -> TrainSection:
+    return TrainSection(lr=5e-4, warmup_steps=10, batch_size=16, max_steps=200)
+
+
+class _PreferenceConfig(Section):
+    model: ModelSection = Field(description="the policy to align (usually an SFT model)")
+    adapter: AdapterConfig = Field(default_factory=AdapterConfig, description="adapter (LoRA by default)")
+    data: DataPrepConfig = Field(default_factory=DataPrepConfig, description="preference data")
+    tasks: TasksSection = Field(default_factory=TasksSection, description="embedded tasks: pairs and held-out scoring")
+    train: TrainSection = Field(default_factory=_train_section, description="optimisation")
+    run: RunSection = Field(default_factory=RunSection, description="run folder")
+
+
+class DPOConfig(_PreferenceConfig):
+    """The `tunesmith dpo` recipe."""
+    dpo: DPOSection = Field(default_factory=DPOSection, description="DPO loss and reference model")
+
+
+class KTOConfig(_PreferenceConfig):
+    """The `tunesmith kto` recipe (unpaired prompt/completion/label rows, or pairs split in two)."""
+    kto: KTOSection = Field(default_factory=KTOSection, description="KTO loss and reference model")
+
+
+class ORPOConfig(_PreferenceConfig):
+    """The `tunesmith orpo` recipe (reference-free)."""
+    orpo: ORPOSection = Field(default_factory=ORPOSection, description="ORPO loss")
+
+
+class SimPOConfig(_PreferenceConfig):
+    """The `tunesmith simpo` recipe (TRL's CPO trainer with loss_type simpo; reference-free)."""
+    simpo: SimPOSection = Field(default_factory=SimPOSection, description="SimPO loss")
+
+
+def _reference(choice: str, adapter: AdapterConfig) -> str:
+    if choice != "auto":
+        return choice
+    return "precomputed" if adapter.method == "full" else "adapter_disabled"
+
+
+def _trainer(cfg: _PreferenceConfig, stage: str, model: Any, tok: Any, run: Any, dtype: str, train_ds: Any,
+             eval_ds: Any) -> Any:
+    """TRL's trainer for `stage`, its config built from the shared training kwargs + the stage block."""
+    base = dict(training_kwargs(cfg.train, run, dtype, eval_ds is not None), remove_unused_columns=False)
+    common = dict(model=model, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tok)
+    if stage == "dpo":
+        d = cfg.dpo
+        loss = d.loss_type if isinstance(d.loss_type, list) else [d.loss_type]
+        if {"exo_pair", "robust"} & set(loss) and d.label_smoothing == 0:
+            raise UserError(f"loss_type {'/'.join(sorted({'exo_pair', 'robust'} & set(loss)))} needs label "
+                            "smoothing", field="dpo.label_smoothing",
+                            fix="set dpo.label_smoothing, e.g. 0.001 for exo_pair, 0.1 for robust")
+        args = trl.DPOConfig(**base, loss_type=loss, loss_weights=d.loss_weights, beta=d.beta,
+                             label_smoothing=d.label_smoothing, max_length=d.max_length,
+                             precompute_ref_log_probs=_reference(d.reference, cfg.adapter) == "precomputed")
+        return trl.DPOTrainer(args=args, ref_model=_ref_copy(d.reference, cfg), **common)
+    if stage == "kto":
+        k = cfg.kto
+        args = trl.KTOConfig(**base, loss_type=k.loss_type, beta=k.beta, desirable_weight=k.desirable_weight,
+                             undesirable_weight=k.undesirable_weight, max_length=k.max_length,
+                             precompute_ref_log_probs=_reference(k.reference, cfg.adapter) == "precomputed")
+        return trl.KTOTrainer(args=args, ref_model=_ref_copy(k.reference, cfg), **common)
+    if stage == "orpo":
+        from trl.experimental.orpo import ORPOConfig as TrlORPOConfig, ORPOTrainer
+
+        args = TrlORPOConfig(**base, beta=cfg.orpo.beta, max_length=cfg.orpo.max_length)
+        return ORPOTrainer(args=args, **common)
+    from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+    s = cfg.simpo
+    args = CPOConfig(**base, loss_type="simpo", beta=s.beta, simpo_gamma=s.gamma, cpo_alpha=s.cpo_alpha,
+                     max_length=s.max_length)
+    return CPOTrainer(args=args, **common)
+
+
+def _ref_copy(choice: str, cfg: _PreferenceConfig) -> Any:
+    """A frozen reference model only when asked for (`reference: copy`); otherwise None lets TRL use the
+    adapter-disabled base or the precomputed log-probs."""
+    if _reference(choice, cfg.adapter) != "copy":
+        return None
+    from ..core.modelio import load_causal_lm
+
+    ref = load_causal_lm(cfg.model.path)
+    ref.requires_grad_(False)
+    return ref.eval()
+
+
+def run_preference(cfg: _PreferenceConfig, stage: str) -> StageResult:
+    """The body every preference stage shares."""
+    run = open_run(cfg.run, stage)
+    dtype = pick_dtype(cfg.train.dtype)
+    set_seed(cfg.train.seed)
+    model, tok = load_policy(cfg.model, cfg.adapter)
+    data = stage_data(cfg.data, cfg.tasks, run, tok, "kto" if stage == "kto" else "preference")
+    pairs = heldout_pairs(cfg.tasks, data)
+    eval_ds = _eval_split(stage, cfg, data)
+    run.write_config(cfg)
+    run.write_environment(seed=cfg.train.seed, dtype=dtype, train_rows=data["train"].num_rows)
+
+    metrics: dict[str, Any] = {**pair_scores(model, tok, pairs, "before/"), **task_scores(model, tok, cfg.tasks, "before/")}
+    trainer = _trainer(cfg, stage, model, tok, run, dtype, data["train"], eval_ds)
+    tokens_per_step = _tokens_per_step(trainer, cfg.train.batch_size)
+    trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl
+    for cb in callbacks(run, tokens_per_step):
+        trainer.add_callback(cb)
+    resume = last_checkpoint(run.checkpoints) if cfg.run.resume else None
+    out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    metrics.update({k: v for k, v in out.metrics.items() if isinstance(v, (int, float))})
+    if eval_ds is not None:
+        metrics.update({k: v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
+    metrics.update(pair_scores(trainer.model, tok, pairs, "after/"))
+    metrics.update(task_scores(trainer.model, tok, cfg.tasks, "after/"))
+    path = save_output(run, trainer.model, tok, cfg.adapter, cfg.model.path)
+    run.write_json("results.json", metrics)
+    return StageResult(run.path, path, metrics)
+
+
+def _eval_split(stage: str, cfg: _PreferenceConfig, data: Any) -> Any:
+    """Held-out task pairs (tasks named) or the data's validation split, for TRL's implicit-reward metrics."""
+    from datasets import Dataset
+
+    if cfg.tasks.names:
+        from .tasks import kto_rows, preference_rows
+
+        make = kto_rows if stage == "kto" else preference_rows
+        rows = make(cfg.tasks.names, cfg.tasks.eval_rows, seed=cfg.tasks.seed + 1, split="heldout")
+        return Dataset.from_list([{k: v for k, v in r.items() if k != "task"} for r in rows])
+    return data["validation"] if "validation" in data else None
+
+
+def _tokens_per_step(trainer: Any, batch_size: int) -> int:
+    """Mean prompt+chosen+rejected tokens of the tokenized training rows x the global batch."""
+    ds = trainer.train_dataset
+    cols = [c for c in ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids", "completion_input_ids",
+                        "input_ids") if c in ds.column_names]
+    if not cols or ds.num_rows == 0:
+        return 0
+    sample = ds.select(range(min(ds.num_rows, 256)))
+    per_row = sum(len(x) for c in cols for x in sample[c]) / sample.num_rows
+    return round(per_row * batch_size)
+
+
+def dpo(config: DPOConfig | dict | str | Path | None = None, **sections: Any) -> StageResult:
+    """Direct preference optimization (see DPOConfig); metrics include before/after held-out pair accuracy.
+
+    Example:
+        >>> r = dpo(model={"path": "sft-model"}, tasks={"names": ["add"]}, dpo={"loss_type": "ipo"})  # doctest: +SKIP
+    """
+    return run_preference(coerce(DPOConfig, config, **sections), "dpo")
+
+
+def kto(config: KTOConfig | dict | str | Path | None = None, **sections: Any) -> StageResult:
+    """KTO on unpaired rows (prompt, completion, label); pairs are split into two rows.
+
+    Example:
+        >>> r = kto(model={"path": "sft-model"}, data={"inputs": [{"path": "kto.jsonl"}]})  # doctest: +SKIP
+    """
+    return run_preference(coerce(KTOConfig, config, **sections), "kto")
+
+
+def orpo(config: ORPOConfig | dict | str | Path | None = None, **sections: Any) -> StageResult:
+    """ORPO (odds-ratio preference optimization, no reference model).
+
+    Example:
+        >>> r = orpo(model={"path": "base"}, data={"inputs": [{"path": "pairs.jsonl"}]})  # doctest: +SKIP
+    """
+    return run_preference(coerce(ORPOConfig, config, **sections), "orpo")
+
+
+def simpo(config: SimPOConfig | dict | str | Path | None = None, **sections: Any) -> StageResult:
+    """SimPO (length-normalized, reference-free; TRL's CPO trainer with loss_type simpo).
+
+    Example:
+        >>> r = simpo(model={"path": "sft-model"}, tasks={"names": ["upper"]}, simpo={"gamma": 1.0})  # doctest: +SKIP
+    """
+    return run_preference(coerce(SimPOConfig, config, **sections), "simpo")

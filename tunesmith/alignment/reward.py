@@ -1,0 +1,152 @@
+"""Reward-model training on preference pairs: a sequence-classification head (one output) on
+the base model, trained with LoRA/QLoRA or fully through TRL's `RewardTrainer` (Bradley-Terry
+loss), reporting pairwise accuracy on held-out pairs before and after training.
+
+    import tunesmith as ts
+    result = ts.reward(model={"path": "runs/sft/model"},
+                       data={"inputs": [{"path": "pairs.jsonl"}], "split": {"validation": 0.1}})
+    print(result.metrics["eval_accuracy"])
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pydantic import Field
+from transformers import PrinterCallback, set_seed
+
+from ..adapters import AdapterConfig
+from ..adapters.quantize import compute_dtype, is_quantized
+from ..core.checkpoints import last_checkpoint
+from ..core.config import Section, coerce
+from ..core.device import pick_dtype
+from ..core.errors import UserError
+from ..core.result import StageResult
+from ..core.train_config import RunSection, TrainSection
+from ..core.trainer_args import training_kwargs
+from ..data import DataPrepConfig
+from . import tasks as task_lib
+from .common import ModelSection, callbacks, load_policy, open_run, save_output
+from .configs import TasksSection, stage_data
+
+
+class RewardSection(Section):
+    max_length: int | None = Field(
+        512, ge=8, description="pairs whose chosen or rejected side is longer (tokens) are left out "
+        "(counted in results.json); null keeps every pair")
+    center_rewards_coefficient: float | None = Field(
+        None, ge=0, description="push the mean reward toward 0 with this weight (null: off)")
+
+
+class RewardConfig(Section):
+    """A reward-model training run. Example:
+
+    >>> cfg = coerce(RewardConfig, {"model": {"path": "runs/sft/model"}})
+    >>> cfg.adapter.task
+    'seq_cls'
+    """
+
+    model: ModelSection = Field(description="the base model (causal-LM folder); a one-output head is added")
+    adapter: AdapterConfig = Field(default_factory=lambda: AdapterConfig(task="seq_cls"),
+                                   description="adapter on the base; task must be seq_cls")
+    data: DataPrepConfig = Field(default_factory=DataPrepConfig,
+                                 description="preference pairs (prompt/chosen/rejected); "
+                                 "split.validation gives held-out pairs")
+    tasks: TasksSection = Field(default_factory=TasksSection, description=(
+        "embedded tasks: training pairs when data.inputs is empty, and held-out pairs when the data "
+        "has no validation split"))
+    reward: RewardSection = Field(default_factory=RewardSection, description="reward-model options")
+    train: TrainSection = Field(default_factory=lambda: TrainSection(lr=1e-4, max_steps=100),
+                                description="optimisation")
+    run: RunSection = Field(default_factory=RunSection, description="run directory")
+
+
+def reward(config: RewardConfig | dict | str | None = None, **sections) -> StageResult:
+    """Train a reward model on preference pairs; returns the run folder, the saved model (PEFT
+    adapter with its score head, or a full model) and metrics including `eval_accuracy`
+    (share of held-out pairs where r(chosen) > r(rejected)) and `initial_eval_accuracy`.
+
+    >>> result = reward("recipes/reward.yaml")  # doctest: +SKIP
+    """
+    from trl import RewardConfig as TRLRewardConfig
+    from trl import RewardTrainer
+
+    cfg = _with_score_head(coerce(RewardConfig, config, **sections))
+    run = open_run(cfg.run, "reward")
+    dtype = pick_dtype(cfg.train.dtype)
+    set_seed(cfg.train.seed)
+    model, tok = load_policy(cfg.model, cfg.adapter, num_labels=1)
+    data = _preference_data(cfg, run, tok)
+    if not data.get("validation"):
+        raise UserError("no held-out pairs to measure pairwise accuracy on", field="data.split.validation",
+                        fix="set data.split.validation (e.g. 0.1) or name embedded tasks in tasks.names")
+    run.write_config(cfg)
+    run.write_environment(seed=cfg.train.seed, dtype=dtype)
+
+    args = TRLRewardConfig(**training_kwargs(cfg.train, run, dtype, has_eval=True),
+                           max_length=cfg.reward.max_length, disable_dropout=True,
+                           center_rewards_coefficient=cfg.reward.center_rewards_coefficient)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=data["train"],
+                            eval_dataset=data["validation"], processing_class=tok,
+                            callbacks=callbacks(run, cfg.train.batch_size * (cfg.reward.max_length or 512), cfg.train))
+    keep_adapter_dtype(trainer.model, cfg.adapter)
+    trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl
+    metrics: dict = _dropped(data, trainer)
+    resume_from = last_checkpoint(run.checkpoints) if cfg.run.resume else None
+    if resume_from is None:
+        metrics["initial_eval_accuracy"] = trainer.evaluate()["eval_accuracy"]
+    if resume_from is not None:
+        run.truncate_metrics_after(int(Path(resume_from).name.split("-")[-1]))
+    t0 = time.perf_counter()
+    out = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    metrics.update(train_seconds=round(time.perf_counter() - t0, 2), train_loss=out.training_loss,
+                   steps=trainer.state.global_step)
+    final = trainer.evaluate()
+    metrics.update(eval_accuracy=final["eval_accuracy"], eval_margin=final["eval_margin"],
+                   eval_loss=final["eval_loss"])
+    model_path = save_output(run, trainer.model, tok, cfg.adapter, cfg.model.path)
+    run.write_json("results.json", {"metrics": metrics, "model_path": str(model_path)})
+    return StageResult(run.path, model_path, metrics)
+
+
+def keep_adapter_dtype(model, adapter: AdapterConfig) -> None:
+    """Undo TRL's cast of a quantized model's trainable weights to bfloat16 (its QLoRA default):
+    they go back to the adapter's compute dtype (float32 on CPU, where bf16 matmuls are slow or
+    fail against float32 activations). Call after building a TRL trainer, before `train()`."""
+    if not is_quantized(model):
+        return
+    dtype = compute_dtype(adapter)
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != dtype:
+            p.data = p.data.to(dtype)
+
+
+def _with_score_head(cfg: RewardConfig) -> RewardConfig:
+    """An `adapter:` block that leaves `task` unset means seq_cls here; causal_lm is refused."""
+    if "task" not in cfg.adapter.model_fields_set:
+        return cfg.model_copy(update={"adapter": cfg.adapter.model_copy(update={"task": "seq_cls"})})
+    if cfg.adapter.task != "seq_cls":
+        raise UserError("a reward model needs a score head, but adapter.task is causal_lm",
+                        field="adapter.task", fix="set adapter.task: seq_cls (or leave it unset)")
+    return cfg
+
+
+def _preference_data(cfg: RewardConfig, run, tok) -> dict:
+    """{"train": Dataset, "validation": Dataset | None}: the data's own splits; without a
+    validation split, held-out pairs of the embedded tasks (never in the training items)."""
+    from datasets import Dataset
+
+    splits = dict(stage_data(cfg.data, cfg.tasks, run, tok, "preference"))
+    if "validation" not in splits and cfg.tasks.names:
+        rows = task_lib.preference_rows(cfg.tasks.names, cfg.tasks.eval_rows, seed=cfg.tasks.seed + 1,
+                                        split="heldout")
+        splits["validation"] = Dataset.from_list(rows)
+    return splits
+
+
+def _dropped(data: dict, trainer) -> dict:
+    """Pairs the trainer left out for exceeding max_length, per split (never dropped silently)."""
+    return {"train_pairs": len(trainer.train_dataset),
+            "train_pairs_too_long": len(data["train"]) - len(trainer.train_dataset),
+            "eval_pairs": len(trainer.eval_dataset),
+            "eval_pairs_too_long": len(data["validation"]) - len(trainer.eval_dataset)}
