@@ -8,6 +8,7 @@ from pydantic import Field
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from ..adapters import AdapterConfig, apply, load_base
+from ..adapters.quantize import compute_dtype, is_quantized
 from ..adapters.artifacts import save_adapter
 from ..core.callbacks import training_callbacks
 from ..core.config import Section
@@ -76,3 +77,15 @@ def save_output(run: RunDir, model, tokenizer, adapter: AdapterConfig, base_path
     save_adapter(model, final, adapter, base=base_path)
     tokenizer.save_pretrained(final)  # the tokenizer as trained (chat template included)
     return final
+
+
+def keep_adapter_dtype(model, adapter: AdapterConfig) -> None:
+    """Undo TRL's cast of a quantized model's trainable weights to bfloat16 (its QLoRA default):
+    they go back to the adapter's compute dtype (float32 on CPU, where bf16 matmuls are slow or
+    fail against float32 activations). Call after building a TRL trainer, before `train()`."""
+    if not is_quantized(model):
+        return
+    dtype = compute_dtype(adapter)
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != dtype:
+            p.data = p.data.to(dtype)

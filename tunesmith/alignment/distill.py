@@ -32,9 +32,11 @@ from ..core.train_config import RunSection, TrainSection
 from ..core.trainer_args import training_kwargs
 from ..data import DataPrepConfig
 from . import tasks as task_lib
-from .common import ModelSection, callbacks, load_policy, load_tokenizer, open_run, save_output
+from .common import keep_adapter_dtype, ModelSection, callbacks, load_policy, load_tokenizer, open_run, save_output
 from .configs import TasksSection, stage_data
-from .reward import keep_adapter_dtype
+from ..core.finish import finish_run
+from ..core.training import train as run_training
+from ..hub.config import PushConfig
 
 # GKD's beta: 0 is KL(teacher || student), 1 is KL(student || teacher), in between a generalized JSD
 DIVERGENCE_BETA = {"forward_kl": 0.0, "reverse_kl": 1.0}
@@ -74,6 +76,7 @@ class DistillConfig(Section):
     train: TrainSection = Field(default_factory=lambda: TrainSection(lr=1e-3, max_steps=100, warmup_steps=10),
                                 description="optimisation")
     run: RunSection = Field(default_factory=RunSection, description="run directory")
+    push_to_hub: PushConfig | None = Field(None, description="push the result to the Hub at the end: {repo: user/name, ...}")
 
 
 def distill(config: DistillConfig | dict | str | None = None, **sections: Any) -> StageResult:
@@ -113,12 +116,13 @@ def distill(config: DistillConfig | dict | str | None = None, **sections: Any) -
     if resume is not None:
         run.truncate_metrics_after(int(Path(resume).name.split("-")[-1]))
     t0 = time.perf_counter()
-    out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    out = run_training(trainer, resume)
     metrics.update(train_seconds=round(time.perf_counter() - t0, 2), train_loss=out.training_loss,
                    steps=trainer.state.global_step,
                    **{"after/kl_teacher_student": heldout_kl(trainer.model, teacher, tok, heldout, d.max_length)})
     path = save_output(run, trainer.model, tok, cfg.adapter, cfg.model.path)
     run.write_json("results.json", {"metrics": metrics, "model_path": str(path)})
+    finish_run(run, trainer.state.global_step, cfg.push_to_hub)
     return StageResult(run.path, path, metrics)
 
 

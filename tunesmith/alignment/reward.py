@@ -16,7 +16,6 @@ from pydantic import Field
 from transformers import PrinterCallback, set_seed
 
 from ..adapters import AdapterConfig
-from ..adapters.quantize import compute_dtype, is_quantized
 from ..core.checkpoints import last_checkpoint
 from ..core.config import Section, coerce
 from ..core.device import pick_dtype
@@ -26,8 +25,11 @@ from ..core.train_config import RunSection, TrainSection
 from ..core.trainer_args import training_kwargs
 from ..data import DataPrepConfig
 from . import tasks as task_lib
-from .common import ModelSection, callbacks, load_policy, open_run, save_output
+from .common import keep_adapter_dtype, ModelSection, callbacks, load_policy, open_run, save_output
 from .configs import TasksSection, stage_data
+from ..core.finish import finish_run
+from ..core.training import train as run_training
+from ..hub.config import PushConfig
 
 
 class RewardSection(Section):
@@ -59,6 +61,7 @@ class RewardConfig(Section):
     train: TrainSection = Field(default_factory=lambda: TrainSection(lr=1e-4, max_steps=100),
                                 description="optimisation")
     run: RunSection = Field(default_factory=RunSection, description="run directory")
+    push_to_hub: PushConfig | None = Field(None, description="push the result to the Hub at the end: {repo: user/name, ...}")
 
 
 def reward(config: RewardConfig | dict | str | None = None, **sections) -> StageResult:
@@ -98,7 +101,7 @@ def reward(config: RewardConfig | dict | str | None = None, **sections) -> Stage
     if resume_from is not None:
         run.truncate_metrics_after(int(Path(resume_from).name.split("-")[-1]))
     t0 = time.perf_counter()
-    out = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    out = run_training(trainer, resume_from)
     metrics.update(train_seconds=round(time.perf_counter() - t0, 2), train_loss=out.training_loss,
                    steps=trainer.state.global_step)
     final = trainer.evaluate()
@@ -106,19 +109,8 @@ def reward(config: RewardConfig | dict | str | None = None, **sections) -> Stage
                    eval_loss=final["eval_loss"])
     model_path = save_output(run, trainer.model, tok, cfg.adapter, cfg.model.path)
     run.write_json("results.json", {"metrics": metrics, "model_path": str(model_path)})
+    finish_run(run, trainer.state.global_step, cfg.push_to_hub)
     return StageResult(run.path, model_path, metrics)
-
-
-def keep_adapter_dtype(model, adapter: AdapterConfig) -> None:
-    """Undo TRL's cast of a quantized model's trainable weights to bfloat16 (its QLoRA default):
-    they go back to the adapter's compute dtype (float32 on CPU, where bf16 matmuls are slow or
-    fail against float32 activations). Call after building a TRL trainer, before `train()`."""
-    if not is_quantized(model):
-        return
-    dtype = compute_dtype(adapter)
-    for p in model.parameters():
-        if p.requires_grad and p.dtype != dtype:
-            p.data = p.data.to(dtype)
 
 
 def _with_score_head(cfg: RewardConfig) -> RewardConfig:

@@ -41,10 +41,12 @@ from ..core.train_config import RunSection, TrainSection
 from ..core.trainer_args import batch_layout, training_kwargs, world_size
 from ..data import DataPrepConfig, render_messages
 from . import tasks as task_lib
-from .common import ModelSection, callbacks, load_policy, load_tokenizer, open_run, save_output
+from .common import keep_adapter_dtype, ModelSection, callbacks, load_policy, load_tokenizer, open_run, save_output
 from .configs import TasksSection, stage_data
 from .distill import end_of_turn_ids
-from .reward import keep_adapter_dtype
+from ..core.finish import finish_run
+from ..core.training import train as run_training
+from ..hub.config import PushConfig
 
 RewardFunc = Callable[..., list[float]]
 
@@ -102,6 +104,7 @@ class RLHFConfig(Section):
     train: TrainSection = Field(default_factory=lambda: TrainSection(lr=1e-4, max_steps=100, warmup_steps=0),
                                 description="optimisation (batch_size counts completions)")
     run: RunSection = Field(default_factory=RunSection, description="run directory")
+    push_to_hub: PushConfig | None = Field(None, description="push the result to the Hub at the end: {repo: user/name, ...}")
 
 
 def rlhf(config: RLHFConfig | dict | str | None = None, *, reward_funcs: Sequence[RewardFunc] = (),
@@ -148,12 +151,13 @@ def rlhf(config: RLHFConfig | dict | str | None = None, *, reward_funcs: Sequenc
     if resume is not None:
         run.truncate_metrics_after(int(Path(resume).name.split("-")[-1]))
     t0 = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    run_training(trainer, resume)
     metrics.update(train_seconds=round(time.perf_counter() - t0, 2), steps=trainer.state.global_step,
                    **_last_logged(trainer.state.log_history, ("kl", "reward", "entropy")))
     metrics.update(heldout_reward(trainer.model, tok, heldout, funcs, names, weights, cfg, "after/"))
     path = save_output(run, trainer.model, tok, cfg.adapter, cfg.model.path)
     run.write_json("results.json", {"metrics": metrics, "model_path": str(path)})
+    finish_run(run, trainer.state.global_step, cfg.push_to_hub)
     return StageResult(run.path, path, metrics)
 
 
