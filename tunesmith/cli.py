@@ -168,6 +168,34 @@ def _cmd_data_prepare(args, overrides: list[str]) -> int:
     return 0
 
 
+def _cmd_run(args, overrides: list[str]) -> int:
+    from .pipeline import PipelineConfig, run_pipeline
+
+    recipe = None
+    if overrides and not overrides[0].startswith("-"):
+        recipe, overrides = overrides[0], overrides[1:]
+    if recipe is None:
+        raise UserError("tunesmith run needs a pipeline recipe", fix="tunesmith init run > pipeline.yaml")
+    cfg = load_config(PipelineConfig, recipe, overrides)
+    if args.dry_run:
+        import yaml
+        print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+        return 0
+    result = run_pipeline(cfg)
+    if not is_main_process():
+        return 0
+    if args.json:
+        print(json.dumps({"run_dir": str(result.run_dir), "model_path": str(result.model_path),
+                          "stages": result.stages, "metrics": result.metrics}, default=str))
+        return 0
+    for s in result.stages:
+        print(f"{s['name']:>10} ({s['stage']}): {'skipped (done)' if s['skipped'] else 'ran'} -> {s['output']}")
+    for k, v in result.metrics.items():
+        print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")
+    print(f"final model: {result.model_path}")
+    return 0
+
+
 def _cmd_demo(args, overrides: list[str]) -> int:
     from .demo import run_demo
 
@@ -407,6 +435,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_tools(sub)
     _add_data(sub)
+    r = sub.add_parser("run", parents=[_common()], help="run a pipeline recipe (several stages, resumable)",
+                       description="run the stages of a pipeline recipe in order, each stage's model "
+                                   "feeding the next; re-running resumes where it stopped")
+    r.usage = "tunesmith run PIPELINE.yaml [--run.dir DIR] [--dry-run]"
+    r.add_argument("--dry-run", action="store_true", help="print the resolved pipeline and exit")
+    r.set_defaults(func=_cmd_run)
     d = sub.add_parser("demo", help="the end-to-end demo on the corpus shipped with tunesmith",
                        description="the end-to-end demo on the corpus shipped with tunesmith",
                        parents=[_common()])

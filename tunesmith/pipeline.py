@@ -1,0 +1,137 @@
+"""`tunesmith run RECIPE`: several stages in one recipe, each stage's model feeding the next.
+
+    run: {dir: runs/pipe}
+    stages:
+      - {stage: pretrain, train: {max_steps: 400}}
+      - {stage: sft, adapter: {method: lora}, tasks: {names: [add]}}
+      - {stage: dpo, adapter: {method: lora}, tasks: {names: [add]}}
+
+Each stage writes its own run directory `RUN/<n>-<name>/`. A stage that trains an adapter
+hands the next stage its merged model (`RUN/<n>-<name>/merged`, the base dtype, QLoRA
+dequantized). Re-running the same recipe skips finished stages (they have results.json)
+and resumes an interrupted one from its last complete checkpoint.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from .core.config import Section, coerce, deep_merge
+from .core.errors import UserError
+from .core.rundir import RunDir, atomic_write_json, default_run_dir
+from .core.train_config import no_parent_hops
+
+# stage type -> "module:function"; the function takes a config dict and returns a result
+STAGE_FUNCTIONS = {
+    "pretrain": "tunesmith.pretraining.stage:pretrain",
+    "sft": "tunesmith.alignment.sft:sft",
+    "dpo": "tunesmith.alignment.preference:dpo",
+    "kto": "tunesmith.alignment.preference:kto",
+    "orpo": "tunesmith.alignment.preference:orpo",
+    "simpo": "tunesmith.alignment.preference:simpo",
+    "reward": "tunesmith.alignment.reward:reward",
+    "rlhf": "tunesmith.alignment.rl:rlhf",
+    "distill": "tunesmith.alignment.distill:distill",
+    "finetune": "tunesmith.adapters.finetune:finetune",
+    "eval": "tunesmith.eval:run",
+}
+
+
+class PipelineRun(Section):
+    dir: str | None = Field(None, description="the pipeline's run directory (default: runs/run-<timestamp>)")
+
+    _dir_ok = field_validator("dir")(no_parent_hops)
+
+
+class PipelineConfig(Section):
+    run: PipelineRun = Field(default_factory=PipelineRun)
+    stages: list[dict[str, Any]] = Field(min_length=1, description="stages in order: {stage: TYPE, name?: ..., "
+                                                                   "<that stage's config sections>}")
+
+
+@dataclass
+class PipelineResult:
+    run_dir: Path
+    model_path: Path | None
+    metrics: dict = field(default_factory=dict)  # "<n>-<name>/<metric>" -> value
+    stages: list[dict] = field(default_factory=list)
+
+
+def _stage_fn(kind: str):
+    module, name = STAGE_FUNCTIONS[kind].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _output_of(stage_dir: Path) -> Path | None:
+    for name in ("model", "adapter"):
+        if (stage_dir / name).is_dir():
+            return stage_dir / name
+    return None
+
+
+def _feedable(output: Path, stage_dir: Path) -> Path:
+    """A full model folder the next stage can load: adapters are merged into their base."""
+    if not (output / "adapter_config.json").exists():
+        return output
+    merged = stage_dir / "merged"
+    if not (merged / "config.json").exists():
+        from .adapters.merge import merge
+
+        merge(output, merged)
+    return merged
+
+
+def _wire_model(kind: str, cfg: dict, previous: Path | None) -> dict:
+    if previous is None:
+        return cfg
+    model = dict(cfg.get("model") or {})
+    key = "from_pretrained" if kind == "pretrain" else "path"
+    if not model.get(key):
+        model[key] = str(previous)
+    return {**cfg, "model": model}
+
+
+def run_pipeline(config: PipelineConfig | dict | str | None = None, **sections) -> PipelineResult:
+    """Run every stage in order (see the module docstring for the recipe shape)."""
+    cfg = coerce(PipelineConfig, config, **sections)
+    plan = []
+    for i, stage in enumerate(cfg.stages, start=1):
+        kind = stage.get("stage")
+        if kind not in STAGE_FUNCTIONS:
+            raise UserError(f'stage {i}: unknown or missing stage type "{kind}"', field=f"stages.{i - 1}.stage",
+                            fix=f"choose one of {', '.join(STAGE_FUNCTIONS)}")
+        name = str(stage.get("name", kind))
+        plan.append((i, kind, name, {k: v for k, v in stage.items() if k not in ("stage", "name")}))
+    root = RunDir(Path(cfg.run.dir or default_run_dir("run"))).make()
+    atomic_write_json(root.path / "pipeline.json", cfg.model_dump(mode="json"))
+    previous: Path | None = None
+    result = PipelineResult(root.path, None)
+    for i, kind, name, stage_cfg in plan:
+        stage_dir = root.path / f"{i}-{name}"
+        done = (stage_dir / "results.json").exists()
+        if not done:
+            started = stage_dir.exists() and any(stage_dir.iterdir())
+            stage_cfg = _wire_model(kind, stage_cfg, previous)
+            run_block = {"dir": str(stage_dir), **({"resume": True} if started and kind != "eval" else {}),
+                         **({"overwrite": True} if started else {})}
+            stage_cfg = deep_merge(stage_cfg, {"run": run_block})
+            _stage_fn(kind)(stage_cfg)
+        output = _output_of(stage_dir)
+        saved = json.loads((stage_dir / "results.json").read_text()) if (stage_dir / "results.json").exists() else {}
+        metrics = saved.get("metrics", saved) if isinstance(saved, dict) else {}
+        for k, v in (metrics or {}).items():
+            if isinstance(v, (int, float)):
+                result.metrics[f"{i}-{name}/{k}"] = v
+        result.stages.append({"stage": kind, "name": name, "dir": str(stage_dir), "skipped": done,
+                              "output": str(output) if output else None})
+        if output is not None:
+            previous = _feedable(output, stage_dir)
+    result.model_path = previous
+    atomic_write_json(root.path / "results.json", {"stages": result.stages, "metrics": result.metrics,
+                                                   "model_path": str(previous) if previous else None})
+    return result
