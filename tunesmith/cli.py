@@ -196,6 +196,23 @@ def _cmd_run(args, overrides: list[str]) -> int:
     return 0
 
 
+def _cmd_init(args, overrides: list[str]) -> int:
+    from .core.rundir import atomic_write_text
+    from .recipes import starter_recipe
+
+    if overrides:
+        raise UserError(f'unexpected argument "{overrides[0]}"', fix="tunesmith init STAGE [-o FILE]")
+    text = starter_recipe(args.stage)
+    if args.output:
+        if Path(args.output).exists() and not args.force:
+            raise UserError("file exists", file=args.output, fix="choose another name or pass --force")
+        atomic_write_text(args.output, text)
+        print(f"wrote {args.output}")
+    else:
+        print(text, end="")
+    return 0
+
+
 def _cmd_demo(args, overrides: list[str]) -> int:
     from .demo import run_demo
 
@@ -435,6 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_tools(sub)
     _add_data(sub)
+    i = sub.add_parser("init", parents=[_common()], help="write a commented starter recipe for a stage",
+                       description="write a commented starter recipe (every key, its default and meaning)")
+    i.add_argument("stage", metavar="STAGE", help="a training stage, eval, data, or run (a pipeline)")
+    i.add_argument("-o", "--output", help="write to this file (default: print)")
+    i.add_argument("--force", action="store_true", help="overwrite an existing file")
+    i.set_defaults(func=_cmd_init)
     r = sub.add_parser("run", parents=[_common()], help="run a pipeline recipe (several stages, resumable)",
                        description="run the stages of a pipeline recipe in order, each stage's model "
                                    "feeding the next; re-running resumes where it stopped")
