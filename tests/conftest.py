@@ -4,6 +4,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TQDM_DISABLE", "1")
+# one torch thread: the models here are tiny, and on a 2-core machine two threads are up to
+# ~20x slower as soon as anything else runs (the DDP tests start two processes each)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import sys
 from pathlib import Path
