@@ -133,7 +133,7 @@ def _cmd_stage(api_ref: str) -> Callable:
         if args.dry_run:
             import yaml
             print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
-            _print_plan(cfg.model_dump(mode="json"))
+            _print_plan(cfg.model_dump(mode="json"), comment=True)
             return 0
         _print_result(_load(api_ref)(cfg), args.json)
         return 0
@@ -328,12 +328,15 @@ def _add_eval(sub) -> None:
     e.set_defaults(func=_cmd_eval)
 
 
-def _print_plan(recipe: dict, memory: str | None = None, **shape) -> None:
+def _print_plan(recipe: dict, memory: str | None = None, comment: bool = False, **shape) -> None:
+    """Print the memory plan; with ``comment`` every line is a YAML comment, so a dry run's whole
+    output stays a valid recipe that can be saved and rerun."""
     from .adapters.recipe_plan import plan_recipe
 
     main, options = plan_recipe(recipe, memory=memory, **shape)
     print(f"# predicted peak memory ({', '.join(f'{k}={v}' for k, v in main.settings.items())}):")
-    print(main.table())
+    table = main.table()
+    print("\n".join(f"# {line}" for line in table.splitlines()) if comment else table)
     if memory:
         print(f"# settings within {memory}:")
         for p in options:

@@ -1,6 +1,7 @@
 """Real (tiny) training runs: loss falls, inputs of every kind, resume, continued pretraining."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import tunesmith as ts
+from tunesmith.core.checkpoints import last_checkpoint
+from tunesmith.core.errors import UserError
 from helpers import REPO, tiny_config, write_corpus
 
 
@@ -103,11 +106,29 @@ def test_resume_after_kill_continues_from_the_saved_step(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "run" / "model").exists()
-    result = ts.pretrain(tiny_config(tmp_path, corpus, train={"max_steps": 30, "save_steps": 10,
+    # the run may have saved more checkpoints before the kill landed: continue 10 steps past the newest
+    target = int(last_checkpoint(ckpts).name.split("-")[-1]) + 10
+    result = ts.pretrain(tiny_config(tmp_path, corpus, train={"max_steps": target, "save_steps": 10,
                                                               "logging_steps": 5}, run={"resume": True}))
-    assert result.metrics["steps"] == 30
+    assert result.metrics["steps"] == target
     steps = [json.loads(l)["step"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
              if '"loss"' in l]
-    assert steps == sorted(steps) and len(steps) == len(set(steps)) and steps[-1] == 30
-    state = json.loads((tmp_path / "run" / "checkpoints" / "checkpoint-30" / "trainer_state.json").read_text())
-    assert state["global_step"] == 30
+    assert steps == sorted(steps) and len(steps) == len(set(steps)) and steps[-1] == target
+    state = json.loads((ckpts / f"checkpoint-{target}" / "trainer_state.json").read_text())
+    assert state["global_step"] == target
+
+
+def test_resume_of_a_finished_run_trains_no_further_and_past_the_end_is_refused(tmp_path):
+    corpus = write_corpus(tmp_path / "c.txt", 200)
+    train = {"max_steps": 20, "save_steps": 10, "logging_steps": 5}
+    first = ts.pretrain(tiny_config(tmp_path, corpus, train=train))
+    shutil.rmtree(first.model_path)                    # died after the last checkpoint, before the model
+    again = ts.pretrain(tiny_config(tmp_path, corpus, train=train, run={"resume": True}))
+    assert again.metrics["steps"] == 20
+    assert load_file(again.model_path / "model.safetensors").keys() == load_file(
+        tmp_path / "run" / "checkpoints" / "checkpoint-20" / "model.safetensors").keys()
+    for k, v in load_file(tmp_path / "run" / "checkpoints" / "checkpoint-20" / "model.safetensors").items():
+        assert torch.equal(v, load_file(again.model_path / "model.safetensors")[k]), k
+    shutil.rmtree(again.model_path)
+    with pytest.raises(UserError, match=r"checkpoint-20 is past train.max_steps=10"):
+        ts.pretrain(tiny_config(tmp_path, corpus, train={**train, "max_steps": 10}, run={"resume": True}))

@@ -2,16 +2,23 @@
 from __future__ import annotations
 
 import errno
+import json
+import math
 from pathlib import Path
 
 from .checkpoints import last_checkpoint
-from .errors import TrainingStopped
+from .errors import TrainingStopped, UserError
 
 
 def train(trainer, resume_from: str | Path | None = None):
     """`trainer.train(...)`, turning a full disk into a one-line TrainingStopped that names
     the last complete checkpoint (a checkpoint interrupted mid-write has no completion
-    marker and is never resumed from)."""
+    marker and is never resumed from).
+
+    A checkpoint already at `max_steps` (the run died after its last save) is loaded and not
+    trained further: transformers would otherwise run one extra step past the end."""
+    if resume_from and _finished(trainer, Path(resume_from)):
+        return _load_finished(trainer, Path(resume_from))
     try:
         return trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except OSError as e:
@@ -35,3 +42,21 @@ def evaluate_before_training(trainer) -> dict:
     trainer.model.__dict__.pop("_is_accelerate_prepared", None)
     trainer.model_wrapped = trainer.model
     return metrics
+
+
+def _finished(trainer, ckpt: Path) -> bool:
+    step = json.loads((ckpt / "trainer_state.json").read_text())["global_step"]
+    if step > trainer.args.max_steps:
+        raise UserError(f"{ckpt.name} is past train.max_steps={trainer.args.max_steps}",
+                        fix=f"raise train.max_steps above {step} to continue, or start afresh with run.overwrite=true")
+    return step == trainer.args.max_steps
+
+
+def _load_finished(trainer, ckpt: Path):
+    from transformers.trainer_callback import TrainerState
+    from transformers.trainer_utils import TrainOutput
+
+    trainer._load_from_checkpoint(str(ckpt))
+    trainer.state = TrainerState.load_from_json(str(ckpt / "trainer_state.json"))
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return TrainOutput(trainer.state.global_step, losses[-1] if losses else math.nan, {})
