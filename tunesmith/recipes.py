@@ -14,23 +14,27 @@ PLACEHOLDERS = {"path": "runs/base/model", "repo": "your-name/your-model"}
 
 STARTER_PIPELINE = """\
 # tunesmith pipeline: each stage's model feeds the next; re-run to resume after an interruption.
-# Runs offline on CPU in a few minutes: a nano model pretrained on the shipped corpus, then
-# instruction-tuned and preference-aligned on the embedded `add` task.
+# Runs offline on CPU in about two minutes (this is `tunesmith demo`): a nano model pretrained on
+# the shipped corpus, instruction-tuned on the embedded `add` task, then preference-aligned on
+# embedded `brackets`/`upper` pairs. Full fine-tuning: the nano base has never seen the chat
+# template's <|im_end|> token, and a LoRA adapter cannot train that embedding.
 run:
   dir: runs/pipeline
 stages:
   - stage: pretrain
     name: base
     model: {family: llama, size: nano}
-    train: {max_steps: 300}
+    train: {max_steps: 400}
   - stage: sft
-    adapter: {method: lora, rank: 16}
-    tasks: {names: [add]}
-    train: {max_steps: 100, lr: 0.001}
+    adapter: {method: full}
+    tasks: {names: [add], train_rows: 80, eval_rows: 26}
+    sft: {max_length: 64, batching: padding}
+    train: {max_steps: 600, batch_size: 16, lr: 0.003, warmup_steps: 10, save_steps: 200}
   - stage: dpo
-    adapter: {method: lora, rank: 16}
-    tasks: {names: [add]}
-    train: {max_steps: 50, lr: 0.0005}
+    adapter: {method: full}
+    tasks: {names: [brackets, upper], train_rows: 160, eval_rows: 40}
+    dpo: {max_length: 64, beta: 0.1}
+    train: {max_steps: 100, batch_size: 16, lr: 0.001, warmup_steps: 10, save_steps: 50}
 """
 
 

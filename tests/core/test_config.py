@@ -1,5 +1,5 @@
 import pytest
-from tunesmith.core.config import load_config, parse_overrides
+from tunesmith.core.config import coerce, load_config, parse_overrides
 from tunesmith.core.errors import UserError
 from tunesmith.pretraining import PretrainConfig
 
@@ -54,3 +54,16 @@ def test_api_accepts_recipe_path_dict_and_object(tmp_path):
     assert coerce(PretrainConfig, cfg) is cfg
     with pytest.raises(UserError, match='did you mean "lr"'):
         coerce(PretrainConfig, {"train": {"lrate": 1}})
+
+
+def test_a_stage_keeps_its_own_section_defaults_when_the_user_sets_other_keys():
+    from tunesmith.alignment.sft import SFTConfig
+    from tunesmith.pretraining import PretrainConfig
+
+    assert coerce(PretrainConfig, {"train": {"max_steps": 5}}).train.lr == PretrainConfig().train.lr == 3e-3
+    assert load_config(PretrainConfig, None, ["--train.max_steps", "5"]).train.lr == 3e-3
+    assert coerce(PretrainConfig, {"train": {"lr": 1e-4}}).train.max_steps == 400
+    sft = coerce(SFTConfig, {"model": {"path": "m"}, "train": {"max_steps": 5}})
+    assert (sft.train.lr, sft.train.warmup_steps, sft.train.max_steps) == (1e-3, 10, 5)
+    again = coerce(PretrainConfig, coerce(PretrainConfig, {"train": {"max_steps": 7}}), run={"dir": "x"})
+    assert (again.train.lr, again.train.max_steps, again.run.dir) == (3e-3, 7, "x")

@@ -42,4 +42,4 @@ def test_init_run_writes_a_pipeline_that_runs(tmp_path):
     out.write_text(yaml.safe_dump(recipe))
     proc = run_cli("run", str(out), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (tmp_path / "pipe" / "3-dpo" / "merged" / "config.json").exists()
+    assert (tmp_path / "pipe" / "3-dpo" / "model" / "config.json").exists()

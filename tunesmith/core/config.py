@@ -125,9 +125,30 @@ def read_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
+def with_stage_defaults(cls: type[BaseModel], data: dict) -> dict:
+    """Merge the user's section dicts over the stage's own section defaults.
+
+    A stage declares its defaults as `train: TrainSection = Field(default_factory=lambda:
+    TrainSection(lr=3e-3))`; without this, giving any `train` key would rebuild the section
+    from TrainSection's generic defaults and silently drop the stage's lr."""
+    out = dict(data)
+    for name, field in cls.model_fields.items():
+        value = out.get(name)
+        sub = field.annotation
+        if not (isinstance(value, dict) and isinstance(sub, type) and issubclass(sub, BaseModel)):
+            continue
+        value = with_stage_defaults(sub, value)
+        if field.default_factory is not None:
+            default = field.default_factory()
+            if isinstance(default, BaseModel):
+                value = deep_merge(default.model_dump(exclude_unset=True), value)
+        out[name] = value
+    return out
+
+
 def build(cls: type[C], data: dict | None = None, source: str = "config") -> C:
     try:
-        return cls.model_validate(data or {})
+        return cls.model_validate(with_stage_defaults(cls, data or {}))
     except ValidationError as e:
         raise format_validation_error(cls, e, source) from None
 
@@ -159,7 +180,7 @@ def coerce(cls: type[C], config: C | dict | None, **kwargs: Any) -> C:
     if isinstance(config, (str, os.PathLike)):
         return build(cls, deep_merge(read_yaml(config), kwargs), str(config))
     if isinstance(config, cls):
-        return config.model_copy(update=kwargs) if kwargs else config
+        return build(cls, deep_merge(config.model_dump(exclude_unset=True), kwargs)) if kwargs else config
     if isinstance(config, BaseModel):
         config = config.model_dump()
     if not isinstance(config, dict):

@@ -1,0 +1,18 @@
+"""Instruction-tune the pretrained nano model with a LoRA adapter on the embedded `add` task.
+
+    python examples/sft_lora.py [OUT_DIR]      # after examples/pretrain_nano.py
+"""
+import sys
+
+import tunesmith as ts
+
+out = sys.argv[1] if len(sys.argv) > 1 else "runs/examples"
+result = ts.sft(
+    model={"path": f"{out}/pretrain/model"},
+    adapter={"method": "lora", "rank": 16},
+    tasks={"names": ["add"], "train_rows": 64, "eval_rows": 8},
+    train={"max_steps": 30, "batch_size": 8, "lr": 2e-3, "dtype": "fp32"},
+    run={"dir": f"{out}/sft", "overwrite": True},
+)
+print({k: v for k, v in result.metrics.items() if k.startswith(("before/", "after/"))})
+print(f"adapter (loads with peft.PeftModel.from_pretrained): {result.model_path}")
