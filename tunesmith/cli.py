@@ -133,8 +133,9 @@ def _cmd_stage(api_ref: str) -> Callable:
         if args.dry_run:
             import yaml
             print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+            data_ok = _print_data_check(cfg)
             _print_plan(cfg.model_dump(mode="json"), comment=True)
-            return 0
+            return 0 if data_ok else UserError.exit_code
         _print_result(_load(api_ref)(cfg), args.json)
         return 0
     return run
@@ -326,6 +327,24 @@ def _add_eval(sub) -> None:
     e.add_argument("--block-size", type=int, help="perplexity: tokens per window")
     e.add_argument("--stride", type=int, help="perplexity: sliding-window stride")
     e.set_defaults(func=_cmd_eval)
+
+
+def _print_data_check(cfg) -> bool:
+    """Dry runs check every row of a stage's data inputs (as `tunesmith data check` does), with
+    the stage's tokenizer and max_length when known; printed as YAML comments."""
+    from .data import DataPrepConfig, check_data
+
+    data = getattr(cfg, "data", None)
+    if not isinstance(data, DataPrepConfig) or not data.inputs:
+        return True
+    model_path = getattr(getattr(cfg, "model", None), "path", None)
+    tokenizer = model_path if model_path and Path(model_path, "tokenizer_config.json").is_file() else None
+    max_length = next((v for sec in dict(cfg).values()
+                       if isinstance(v := getattr(sec, "max_length", None), int)), None) if tokenizer else None
+    result = check_data(data, tokenizer=tokenizer, max_length=max_length)
+    print("# data check:")
+    print("\n".join(f"#   {line}" for line in result.render().splitlines()))
+    return result.ok
 
 
 def _print_plan(recipe: dict, memory: str | None = None, comment: bool = False, **shape) -> None:
