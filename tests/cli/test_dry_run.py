@@ -6,6 +6,9 @@ from helpers import run_cli
 
 
 def test_dry_run_checks_the_data_and_fails_on_bad_rows(tmp_path):
+    from tunesmith.pretraining.presets import build_model
+
+    build_model("llama", "nano").save_pretrained(tmp_path / "m")
     good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
     good.write_text('{"instruction": "hi", "output": "hello"}\n')
     bad.write_text('{"instruction": "hi", "output": "hello"}\n{"instruction": "no answer"}\n')
