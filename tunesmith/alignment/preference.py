@@ -19,6 +19,7 @@ What tunesmith adds over the TRL trainers:
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,15 +28,18 @@ from pydantic import Field
 from transformers import PrinterCallback, set_seed
 
 from ..adapters import AdapterConfig
-from ..core.checkpoints import last_checkpoint
 from ..core.config import Section, coerce
 from ..core.device import pick_dtype
+from ..core.distributed import main_process_first, world_size
 from ..core.errors import UserError
 from ..core.result import StageResult
+from ..core.rundir import RunDir, atomic_dir
 from ..core.train_config import RunSection, TrainSection
 from ..core.trainer_args import training_kwargs
 from ..data import DataPrepConfig
-from .common import ModelSection, callbacks, load_policy, open_run, save_output
+from ..hub.config import PushConfig
+from .common import (ModelSection, callbacks, keep_adapter_dtype, load_policy, open_run, resume_checkpoint,
+                     train_and_save)
 from .configs import TasksSection, stage_data, task_scores
 from .pairs import heldout_pairs, pair_scores
 
@@ -91,6 +95,7 @@ class _PreferenceConfig(Section):
     tasks: TasksSection = Field(default_factory=TasksSection, description="embedded tasks: pairs and held-out scoring")
     train: TrainSection = Field(default_factory=_train_section, description="optimisation")
     run: RunSection = Field(default_factory=RunSection, description="run folder")
+    push_to_hub: PushConfig | None = Field(None, description="push the result to the Hub at the end: {repo: user/name, ...}")
 
 
 class DPOConfig(_PreferenceConfig):
@@ -117,6 +122,29 @@ def _reference(choice: str, adapter: AdapterConfig) -> str:
     if choice != "auto":
         return choice
     return "precomputed" if adapter.method == "full" else "adapter_disabled"
+
+
+def _precomputes(cfg: _PreferenceConfig, stage: str) -> bool:
+    """Whether the stage precomputes reference log-probs (dpo/kto with the reference `precomputed`)."""
+    block = {"dpo": getattr(cfg, "dpo", None), "kto": getattr(cfg, "kto", None)}.get(stage)
+    return block is not None and _reference(block.reference, cfg.adapter) == "precomputed"
+
+
+def _shared(run: RunDir, name: str, dataset: Any) -> Any:
+    """`dataset` saved once by the main process to `run/data_cache/<name>` and memory-mapped from there
+    by every process. TRL's precomputed reference log-probs are written by the main process beside the
+    dataset's Arrow files and then opened by every process, but prepared data lives in a per-process
+    scratch folder: without one shared folder the other processes find no file."""
+    from datasets import load_from_disk
+
+    if dataset is None:
+        return None
+    folder = run.path / "data_cache" / name
+    with main_process_first():
+        if run.main:
+            with atomic_dir(folder) as tmp:
+                dataset.save_to_disk(str(tmp))
+        return load_from_disk(str(folder))
 
 
 def _trainer(cfg: _PreferenceConfig, stage: str, model: Any, tok: Any, run: Any, dtype: str, train_ds: Any,
@@ -171,29 +199,33 @@ def run_preference(cfg: _PreferenceConfig, stage: str) -> StageResult:
     run = open_run(cfg.run, stage)
     dtype = pick_dtype(cfg.train.dtype)
     set_seed(cfg.train.seed)
-    model, tok = load_policy(cfg.model, cfg.adapter)
-    data = stage_data(cfg.data, cfg.tasks, run, tok, "kto" if stage == "kto" else "preference")
+    with main_process_first():  # the others reuse what it prepared
+        model, tok = load_policy(cfg.model, cfg.adapter)
+        data = stage_data(cfg.data, cfg.tasks, run, tok, "kto" if stage == "kto" else "preference")
     pairs = heldout_pairs(cfg.tasks, data)
     eval_ds = _eval_split(stage, cfg, data)
     run.write_config(cfg)
     run.write_environment(seed=cfg.train.seed, dtype=dtype, train_rows=data["train"].num_rows)
 
     metrics: dict[str, Any] = {**pair_scores(model, tok, pairs, "before/"), **task_scores(model, tok, cfg.tasks, "before/")}
-    trainer = _trainer(cfg, stage, model, tok, run, dtype, data["train"], eval_ds)
-    tokens_per_step = _tokens_per_step(trainer, cfg.train.batch_size)
+    train_ds = data["train"]
+    if _precomputes(cfg, stage) and world_size() > 1:
+        train_ds, eval_ds = (_shared(run, name, ds) for name, ds in (("train", train_ds), ("eval", eval_ds)))
+    trainer = _trainer(cfg, stage, model, tok, run, dtype, train_ds, eval_ds)
+    keep_adapter_dtype(trainer.model, cfg.adapter)
     trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl
-    for cb in callbacks(run, tokens_per_step):
+    for cb in callbacks(run, _tokens_per_step(trainer, cfg.train.batch_size), cfg.train):
         trainer.add_callback(cb)
-    resume = last_checkpoint(run.checkpoints) if cfg.run.resume else None
-    out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    metrics.update({k: v for k, v in out.metrics.items() if isinstance(v, (int, float))})
-    if eval_ds is not None:
-        metrics.update({k: v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
-    metrics.update(pair_scores(trainer.model, tok, pairs, "after/"))
-    metrics.update(task_scores(trainer.model, tok, cfg.tasks, "after/"))
-    path = save_output(run, trainer.model, tok, cfg.adapter, cfg.model.path)
-    run.write_json("results.json", metrics)
-    return StageResult(run.path, path, metrics)
+
+    def after(trained: Any) -> dict[str, Any]:
+        scores = trainer.evaluate() if eval_ds is not None else {}
+        return {**{k: v for k, v in scores.items() if isinstance(v, (int, float))},
+                **pair_scores(trained, tok, pairs, "after/"), **task_scores(trained, tok, cfg.tasks, "after/")}
+
+    result = train_and_save(trainer, run, cfg, metrics, resume_checkpoint(run, cfg.run), after)
+    if run.main:
+        shutil.rmtree(run.path / "data_cache", ignore_errors=True)  # the copies _shared made
+    return result
 
 
 def _eval_split(stage: str, cfg: _PreferenceConfig, data: Any) -> Any:

@@ -24,15 +24,17 @@ from pydantic import Field
 from transformers import PrinterCallback, set_seed
 
 from ..adapters import AdapterConfig
-from ..core.checkpoints import last_checkpoint
 from ..core.config import Section, coerce
 from ..core.device import pick_dtype
+from ..core.distributed import main_process_first
 from ..core.errors import UserError
 from ..core.result import StageResult
 from ..core.train_config import RunSection, TrainSection
 from ..core.trainer_args import training_kwargs
 from ..data import DataPrepConfig, render_messages
-from .common import ModelSection, callbacks, load_policy, open_run, save_output
+from ..hub.config import PushConfig
+from .common import (ModelSection, callbacks, keep_adapter_dtype, load_policy, open_run, resume_checkpoint,
+                     train_and_save)
 from .configs import TasksSection, stage_data, task_scores
 
 
@@ -59,6 +61,7 @@ class SFTConfig(Section):
     train: TrainSection = Field(default_factory=lambda: TrainSection(lr=1e-3, warmup_steps=10),
                                 description="optimisation")
     run: RunSection = Field(default_factory=RunSection, description="run folder")
+    push_to_hub: PushConfig | None = Field(None, description="push the result to the Hub at the end: {repo: user/name, ...}")
 
 
 def conversation(row: dict[str, Any]) -> tuple[list[dict], int]:
@@ -163,28 +166,27 @@ def sft(config: SFTConfig | dict | str | Path | None = None, **sections: Any) ->
     run = open_run(cfg.run, "sft")
     dtype = pick_dtype(cfg.train.dtype)
     set_seed(cfg.train.seed)
-    model, tok = load_policy(cfg.model, cfg.adapter)
-    data = stage_data(cfg.data, cfg.tasks, run, tok, "instruction")
-    train_ds = _truncate(tokenize_split(data["train"], tok, cfg.sft.loss), cfg.sft.max_length)
-    eval_ds = _truncate(tokenize_split(data["validation"], tok, cfg.sft.loss), cfg.sft.max_length) \
-        if "validation" in data else None
+    with main_process_first():  # the others reuse what it prepared
+        model, tok = load_policy(cfg.model, cfg.adapter)
+        data = stage_data(cfg.data, cfg.tasks, run, tok, "instruction")
+        train_ds = _truncate(tokenize_split(data["train"], tok, cfg.sft.loss), cfg.sft.max_length)
+        eval_ds = _truncate(tokenize_split(data["validation"], tok, cfg.sft.loss), cfg.sft.max_length) \
+            if "validation" in data else None
     run.write_config(cfg)
     run.write_environment(seed=cfg.train.seed, dtype=dtype, train_rows=train_ds.num_rows)
 
     metrics: dict[str, Any] = task_scores(model, tok, cfg.tasks, "before/")
     trainer = trl.SFTTrainer(model=model, args=trl_sft_args(cfg, run, dtype, eval_ds is not None),
                              train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tok)
-    tokens_per_step = _tokens_per_step(trainer.train_dataset, cfg.train.batch_size)
+    keep_adapter_dtype(trainer.model, cfg.adapter)
+    metrics["tokens_per_step"] = _tokens_per_step(trainer.train_dataset, cfg.train.batch_size)
     trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl
-    for cb in callbacks(run, tokens_per_step):
+    for cb in callbacks(run, metrics["tokens_per_step"], cfg.train):
         trainer.add_callback(cb)
-    resume = last_checkpoint(run.checkpoints) if cfg.run.resume else None
-    out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    metrics.update({k: v for k, v in out.metrics.items() if isinstance(v, (int, float))})
-    if eval_ds is not None:
-        metrics.update(trainer.evaluate())
-    metrics.update(task_scores(trainer.model, tok, cfg.tasks, "after/"))
-    metrics["tokens_per_step"] = tokens_per_step
-    path = save_output(run, trainer.model, tok, cfg.adapter, cfg.model.path)
-    run.write_json("results.json", metrics)
-    return StageResult(run.path, path, metrics)
+
+    def after(trained: Any) -> dict[str, Any]:
+        scores = trainer.evaluate() if eval_ds is not None else {}
+        return {**{k: v for k, v in scores.items() if isinstance(v, (int, float))},
+                **task_scores(trained, tok, cfg.tasks, "after/")}
+
+    return train_and_save(trainer, run, cfg, metrics, resume_checkpoint(run, cfg.run), after)
