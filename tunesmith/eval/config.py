@@ -39,6 +39,11 @@ class DataSection(Section):
 class FinetuneSection(Section):
     adapter: AdapterConfig = Field(default_factory=lambda: AdapterConfig(task="seq_cls", rank=8),
                                    description="adapter block (method lora|full|...; task is forced to seq_cls)")
+    pooling: Literal["auto", "model", "mean"] = Field(
+        "auto", description="how a sequence becomes logits: model (the checkpoint's own classification "
+                            "head: BERT's [CLS] pooler, a decoder's last token), mean (mean of the last "
+                            "hidden states over real tokens -> linear), auto (mean for a mean-pooling "
+                            "sentence-transformers folder, else model)")
     epochs: float | None = Field(None, gt=0, description="training epochs (default: the task's, 3-10)")
     max_steps: int | None = Field(None, ge=1, description="stop after N optimizer steps (overrides epochs)")
     lr: float | None = Field(None, gt=0, description="peak learning rate (default: the task's, by adapter method)")
@@ -50,6 +55,9 @@ class FinetuneSection(Section):
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     seeds: list[int] = Field(default_factory=lambda: [42], description="one run per seed; the report gives "
                                                                        "mean and std (use 3+ for few-shot)")
+    save: bool = Field(False, description="keep each fine-tuned classifier in <run.dir>/classifiers/"
+                                          "<task>-seed<N> (PEFT adapter or model folder + head; load it "
+                                          "with tunesmith.eval.heads.load_classifier)")
 
 
 class FewshotSection(Section):

@@ -8,14 +8,17 @@ Every task is cast into sequence(-pair) classification the standard way:
 * COPA and ReCoRD: one binary example per candidate (premise + cue / choice; passage / query
   with the entity filled in); the candidate with the highest positive-class margin wins.
 
+The head is the checkpoint's own or a mean-pooling one (`finetune.pooling`, see `heads.py`).
 Training is transformers' `Trainer` (length-grouped batches, linear schedule with warm-up);
-scoring is our own length-sorted, dynamically padded batched inference.
+scoring is our own length-sorted, dynamically padded batched inference. With
+`finetune.save` the trained classifier is kept (`heads.save_classifier`/`load_classifier`).
 
 >>> metrics = finetune_and_score("models/minilm", get_task("glue", "rte"), train, dev, FinetuneSection())
 """
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,13 +26,13 @@ from typing import Any
 
 import torch
 from datasets import Dataset
-from transformers import (AutoTokenizer, DataCollatorWithPadding, PreTrainedModel, Trainer,
-                          TrainingArguments, set_seed)
+from torch import nn
+from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
-from ..adapters import AdapterConfig, apply, load_base
 from ..core.errors import UserError
 from .batching import pad, sorted_batches
 from .config import FinetuneSection
+from .heads import build_classifier, save_classifier
 from .metrics import compute
 from .tasks import Task
 
@@ -92,14 +95,6 @@ def load_tokenizer(path: str) -> Any:
     return tok
 
 
-def build_classifier(model_path: str, adapter: AdapterConfig, num_labels: int, pad_token_id: int) -> PreTrainedModel:
-    """The base model with a fresh head of `num_labels` outputs (1 = regression), adapted."""
-    adapter = adapter.model_copy(update={"task": "seq_cls"})
-    model = load_base(model_path, adapter, num_labels=num_labels, dtype="float32")
-    model.config.pad_token_id = pad_token_id
-    return apply(model, adapter)
-
-
 def resolved_hparams(task: Task, cfg: FinetuneSection) -> dict[str, Any]:
     """The task defaults with the user's overrides applied."""
     d = task.defaults
@@ -109,7 +104,7 @@ def resolved_hparams(task: Task, cfg: FinetuneSection) -> dict[str, Any]:
             "max_steps": cfg.max_steps}
 
 
-def train(model: PreTrainedModel, tokenizer: Any, task: Task, rows: Sequence[dict], cfg: FinetuneSection,
+def train(model: nn.Module, tokenizer: Any, task: Task, rows: Sequence[dict], cfg: FinetuneSection,
           seed: int, output_dir: str) -> dict[str, float]:
     """Fit `model` on `rows` with transformers' Trainer; returns the train summary."""
     hp = resolved_hparams(task, cfg)
@@ -133,7 +128,7 @@ def train(model: PreTrainedModel, tokenizer: Any, task: Task, rows: Sequence[dic
             "train_seconds": float(out.metrics.get("train_runtime", 0.0))}
 
 
-def scores(model: PreTrainedModel, tokenizer: Any, instances: Sequence[Instance], *, max_length: int,
+def scores(model: nn.Module, tokenizer: Any, instances: Sequence[Instance], *, max_length: int,
            batch_size: int = 64) -> list[torch.Tensor]:
     """Head outputs per instance, batched by sorted length with dynamic padding."""
     features = _tokenize(tokenizer, instances, max_length)
@@ -152,7 +147,7 @@ def scores(model: PreTrainedModel, tokenizer: Any, instances: Sequence[Instance]
     return out
 
 
-def predict(model: PreTrainedModel, tokenizer: Any, task: Task, rows: Sequence[dict], *, max_length: int,
+def predict(model: nn.Module, tokenizer: Any, task: Task, rows: Sequence[dict], *, max_length: int,
             batch_size: int = 64) -> list[Any]:
     """Predictions for `rows` in the form `metrics.compute` takes."""
     instances = cast(task, rows)
@@ -175,7 +170,7 @@ def predict(model: PreTrainedModel, tokenizer: Any, task: Task, rows: Sequence[d
 
 def finetune_and_score(model_path: str, task: Task, train_rows: Sequence[dict], eval_rows: Sequence[dict],
                        cfg: FinetuneSection, *, seed: int = 42, tokenizer_path: str | None = None,
-                       eval_batch_size: int = 64) -> dict[str, float]:
+                       eval_batch_size: int = 64, save_to: str | os.PathLike | None = None) -> dict[str, float]:
     """Fine-tune a fresh head on `train_rows`, score `eval_rows`: metrics + train summary.
 
     >>> finetune_and_score("minilm", get_task("glue", "sst2"), train[:2000], dev, FinetuneSection())
@@ -183,9 +178,11 @@ def finetune_and_score(model_path: str, task: Task, train_rows: Sequence[dict], 
     """
     set_seed(seed)
     tokenizer = load_tokenizer(tokenizer_path or model_path)
-    model = build_classifier(model_path, cfg.adapter, task.num_labels, tokenizer.pad_token_id)
+    model = build_classifier(model_path, cfg.adapter, task.num_labels, tokenizer.pad_token_id, cfg.pooling)
     with tempfile.TemporaryDirectory(prefix="tunesmith-eval-") as tmp:
         summary = train(model, tokenizer, task, train_rows, cfg, seed, tmp)
     hp = resolved_hparams(task, cfg)
+    if save_to is not None:
+        save_classifier(model, save_to, cfg.adapter, base=model_path)
     preds = predict(model, tokenizer, task, eval_rows, max_length=hp["max_length"], batch_size=eval_batch_size)
     return {**compute(task, preds, eval_rows), **summary}

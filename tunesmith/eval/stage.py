@@ -41,6 +41,9 @@ def run(config: EvalConfig | dict | None = None, **sections: Any) -> EvalResult:
         raise UserError("no model given", field="model.path", fix="pass --model PATH (a local model folder)")
     tasks = resolve_tasks(cfg.data.benchmark, cfg.data.tasks)
     run_dir = RunDir.create(cfg.run.dir, overwrite=cfg.run.overwrite) if cfg.run.dir else None
+    if cfg.finetune.save and not run_dir:
+        raise UserError("finetune.save needs a run directory to save into", field="finetune.save",
+                        fix="set run.dir, or drop finetune.save")
     if run_dir:
         run_dir.write_config(cfg)
         run_dir.write_environment(seed=cfg.data.seed)
@@ -49,7 +52,7 @@ def run(config: EvalConfig | dict | None = None, **sections: Any) -> EvalResult:
     for task in tasks:
         start = time.perf_counter()
         eval_rows = subsample(_eval_split(cfg, task), cfg.data.eval_limit, cfg.data.seed, task)
-        per_seed = _score_task(cfg, task, eval_rows, lm)
+        per_seed = _score_task(cfg, task, eval_rows, lm, run_dir)
         result = _summarize(task, len(eval_rows), per_seed, time.perf_counter() - start)
         results.append(result)
         if run_dir:
@@ -97,7 +100,8 @@ def _demo_rows(cfg: EvalConfig, task: Task) -> list[dict]:
             raise missing from None
 
 
-def _score_task(cfg: EvalConfig, task: Task, eval_rows: list[dict], lm: tuple | None) -> list[dict[str, float]]:
+def _score_task(cfg: EvalConfig, task: Task, eval_rows: list[dict], lm: tuple | None,
+                run_dir: RunDir | None) -> list[dict[str, float]]:
     if cfg.protocol == "fewshot":
         model, tokenizer = lm
         demos = _demo_rows(cfg, task) if cfg.fewshot.k else []
@@ -109,8 +113,10 @@ def _score_task(cfg: EvalConfig, task: Task, eval_rows: list[dict], lm: tuple | 
     out = []
     for seed in cfg.finetune.seeds:
         train_rows = _train_rows(cfg, task, seed, few)
+        save_to = run_dir.path / "classifiers" / f"{task.name}-seed{seed}" if run_dir and cfg.finetune.save else None
         out.append(finetune_and_score(cfg.model.path, task, train_rows, eval_rows, cfg.finetune, seed=seed,
-                                      tokenizer_path=cfg.model.tokenizer, eval_batch_size=cfg.run.batch_size))
+                                      tokenizer_path=cfg.model.tokenizer, eval_batch_size=cfg.run.batch_size,
+                                      save_to=save_to))
     return out
 
 

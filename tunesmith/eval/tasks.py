@@ -23,7 +23,10 @@ Kind = Literal["classification", "regression", "choice"]
 
 @dataclass(frozen=True)
 class TrainDefaults:
-    """Task-appropriate fine-tuning defaults (small tasks get more epochs)."""
+    """Task-appropriate fine-tuning defaults for a whole train set: small tasks get more epochs
+    and smaller batches; LoRA gets a learning rate ~25x full fine-tuning's (its B starts at
+    zero and its updates are scaled by alpha/r); `max_length` covers nearly every example of
+    the task (dynamic padding makes a generous limit cheap)."""
 
     epochs: float = 3.0
     lr_full: float = 2e-5
@@ -35,6 +38,8 @@ class TrainDefaults:
 SMALL = TrainDefaults(epochs=10.0, lr_full=2e-5, lr_lora=1e-3, max_length=128, batch_size=16)
 LARGE = TrainDefaults(epochs=3.0, lr_full=2e-5, lr_lora=5e-4, max_length=128, batch_size=32)
 LONG = TrainDefaults(epochs=5.0, lr_full=2e-5, lr_lora=5e-4, max_length=256, batch_size=16)
+SHORT_LARGE = TrainDefaults(epochs=3.0, lr_full=2e-5, lr_lora=5e-4, max_length=64, batch_size=32)  # SST-2
+SHORT_SMALL = TrainDefaults(epochs=5.0, lr_full=2e-5, lr_lora=1.5e-3, max_length=64, batch_size=16)  # CoLA
 
 
 @dataclass(frozen=True)
@@ -86,11 +91,11 @@ SG_FILES = {"train": "train", "validation": "val", "test": "test", "fewglue32": 
 _GLUE = [
     Task("glue", "cola", "CoLA", "CoLA", "cola", ("sentence",), ("unacceptable", "acceptable"),
          ("matthews_correlation",), ("matthews_correlation",), files=GLUE_FILES,
-         tsv_columns={"sentence": 3, "label": 1}, tsv_header=False, defaults=SMALL,
+         tsv_columns={"sentence": 3, "label": 1}, tsv_header=False, defaults=SHORT_SMALL,
          template="{sentence}\nQuestion: Does this sentence make sense?\nAnswer:",
          verbalizers=(" no", " yes")),
     Task("glue", "sst2", "SST-2", "SST-2", "sst2", ("sentence",), ("negative", "positive"),
-         ("accuracy",), ("accuracy",), files=GLUE_FILES,
+         ("accuracy",), ("accuracy",), files=GLUE_FILES, defaults=SHORT_LARGE,
          tsv_columns={"sentence": "sentence", "label": "label"},
          template="{sentence}\nQuestion: Is this sentence positive or negative?\nAnswer:",
          verbalizers=(" negative", " positive")),
