@@ -80,3 +80,16 @@ def test_minilm_finetune_beats_the_majority_baseline(glue_dir):
     dev = load_split(get_task("glue", "sst2"), "validation", data_dir=glue_dir)
     majority = max(sum(r["label"] for r in dev), sum(1 - r["label"] for r in dev)) / len(dev)
     assert result.tasks[0].metrics["accuracy"] > majority + 0.1
+
+
+def test_finetune_save_keeps_a_loadable_classifier(nano_lm, superglue_dir, tmp_path):
+    from tunesmith.eval.heads import load_classifier
+    _, _, folder = nano_lm
+    section = {"max_steps": 1, "batch_size": 8, "max_length": 48, "seeds": [3], "save": True}
+    data = {"benchmark": "superglue", "tasks": "cb", "dir": str(superglue_dir), "eval_limit": 4}
+    with pytest.raises(UserError, match="finetune.save needs a run directory"):
+        run(protocol="finetune", model={"path": str(folder)}, data=data, finetune=section)
+    run(protocol="fewshot_finetune", model={"path": str(folder)}, data=data, finetune=section,
+        run={"dir": str(tmp_path / "run")})
+    model = load_classifier(tmp_path / "run" / "classifiers" / "cb-seed3")
+    assert model.config.num_labels == 3  # the decoder's own head (pooling auto -> model), adapter on
