@@ -9,7 +9,7 @@ import tunesmith as ts
 out = sys.argv[1] if len(sys.argv) > 1 else "runs/examples"
 result = ts.pretrain(
     model={"family": "llama", "size": "nano"},
-    train={"max_steps": 150, "lr": 3e-3, "dtype": "fp32"},
+    train={"max_steps": 100, "dtype": "fp32"},
     run={"dir": f"{out}/pretrain", "overwrite": True},
 )
 print(f"validation loss {result.metrics['initial_eval_loss']:.2f} -> {result.metrics['eval_loss']:.2f}")

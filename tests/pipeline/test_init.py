@@ -3,6 +3,7 @@ import pytest
 import yaml
 
 from helpers import run_cli
+import tunesmith.demo as demo
 from tunesmith.cli import STAGES, _load
 from tunesmith.core.config import load_config
 from tunesmith.recipes import starter_recipe
@@ -22,7 +23,7 @@ def test_starter_recipe_validates_as_the_stage_config(stage, tmp_path):
 
 
 @pytest.mark.slow
-def test_init_run_writes_a_pipeline_that_runs(tmp_path):
+def test_init_run_writes_a_pipeline_that_runs_and_the_demo_reports_it(tmp_path, monkeypatch, capsys):
     out = tmp_path / "pipeline.yaml"
     proc = run_cli("init", "run", "-o", str(out))
     assert proc.returncode == 0 and out.exists(), proc.stderr
@@ -43,3 +44,10 @@ def test_init_run_writes_a_pipeline_that_runs(tmp_path):
     proc = run_cli("run", str(out), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "pipe" / "3-dpo" / "model" / "config.json").exists()
+    # `tunesmith demo` is this starter pipeline: on a finished run directory it skips every stage
+    # and prints the before/after table, so its metric names are checked without training again
+    monkeypatch.setattr(demo, "demo_pipeline", lambda overrides=None: recipe)
+    summary = demo.run_demo()
+    assert len(summary) == len(demo.MEASURES)
+    assert all(b is not None and a is not None for b, a in summary.values()), summary
+    assert "held-out exact match (add)" in capsys.readouterr().out
