@@ -1,11 +1,15 @@
 """Peak memory and step time of full / LoRA / QLoRA-4bit / 8-bit training, against the planner.
 
-Each configuration runs in its own subprocess so its peak RSS is clean. Two peaks are read
-from /proc: the whole process (VmHWM at exit, loading included) and the training phase
-(VmHWM reset through /proc/self/clear_refs after loading; this is what `plan` predicts).
+Each configuration runs in its own fresh subprocess, so allocations of one never count in
+another. Two peaks are read from /proc: the whole process (ru_maxrss at exit, loading
+included) and the training phase (VmHWM reset through /proc/self/clear_refs after loading
+and building the optimizer; this is what `plan` predicts). Every configuration trains the
+same batch shape; two steps, so the second forward runs with the optimizer state allocated.
+`--count` prints instead the bytes autograd saves per token (saved-tensor hooks), which is
+where the planner's activation coefficients come from.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/adapters_memory.py --size base --steps 3
-    .venv/bin/python benchmarks/adapters_memory.py --size small --out /tmp/small.md  # quicker
+    HF_HUB_OFFLINE=1 nice -n 5 .venv/bin/python benchmarks/adapters_memory.py --size base
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/adapters_memory.py --count
 """
 from __future__ import annotations
 
@@ -18,16 +22,17 @@ import tempfile
 import time
 from pathlib import Path
 
-CONFIGS = [  # (label, adapter block, batch, seq)
-    ("full", {"method": "full"}, 2, 128),
-    ("full + checkpointing", {"method": "full", "gradient_checkpointing": True}, 2, 128),
-    ("full + adamw_8bit", {"method": "full", "optimizer": "adamw_8bit"}, 2, 128),
-    ("lora r16", {"method": "lora"}, 2, 128),
-    ("lora r16 seq 512", {"method": "lora"}, 1, 512),
-    ("lora r16 seq 512 + checkpointing", {"method": "lora", "gradient_checkpointing": True}, 1, 512),
-    ("qlora nf4 r16", {"method": "qlora"}, 2, 128),
-    ("qlora nf4 r16 seq 512", {"method": "qlora"}, 1, 512),
-    ("lora on int8 base", {"method": "lora", "quantize": "int8"}, 2, 128),
+NOTES = "## Notes"  # the hand-written part of the report from this heading on is kept
+BATCH, SEQ = 4, 256  # one fine-tuning batch shape for every configuration
+CONFIGS = [  # (label, adapter block)
+    ("full", {"method": "full"}),
+    ("full + checkpointing", {"method": "full", "gradient_checkpointing": True}),
+    ("full + adamw_8bit", {"method": "full", "optimizer": "adamw_8bit"}),
+    ("lora r16", {"method": "lora"}),
+    ("lora r16 + checkpointing", {"method": "lora", "gradient_checkpointing": True}),
+    ("qlora nf4 r16", {"method": "qlora"}),
+    ("qlora nf4 r16 + checkpointing", {"method": "qlora", "gradient_checkpointing": True}),
+    ("lora on int8 base", {"method": "lora", "quantize": "int8"}),
 ]
 
 
@@ -49,8 +54,8 @@ def run_one(folder: str, adapter: dict, batch: int, seq: int, steps: int) -> dic
     model = apply(load_base(folder, cfg, dtype="float32"), cfg)
     model.train()
     opt = build_optimizer(model, cfg, lr=1e-4)
-    vocab = model.config.vocab_size
-    ids = torch.randint(3, vocab, (batch, seq))
+    ids = torch.randint(3, model.config.vocab_size, (batch, seq))
+    loaded = _kib("VmRSS") * 1024
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM: measure training only
     times = []
     for _ in range(steps):
@@ -60,8 +65,28 @@ def run_one(folder: str, adapter: dict, batch: int, seq: int, steps: int) -> dic
         opt.step()
         opt.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - start)
-    return {"train_peak": _kib("VmHWM") * 1024, "step_s": sum(times[1:]) / max(1, len(times) - 1),
-            "loss": float(loss)}
+    return {"train_peak": _kib("VmHWM") * 1024, "loaded": loaded,
+            "step_s": sum(times[1:]) / max(1, len(times) - 1), "loss": float(loss)}
+
+
+def count_saved(folder: str, adapter: dict, batch: int, seq: int) -> int:
+    """Bytes of the tensors autograd keeps for backward after one forward (weights excluded)."""
+    import torch
+    from tunesmith.adapters import AdapterConfig, apply, load_base
+    cfg = AdapterConfig(**adapter)
+    model = apply(load_base(folder, cfg, dtype="float32"), cfg)
+    model.train()
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def keep(t):
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = max(seen.get(storage.data_ptr(), 0), storage.nbytes())
+        return t
+    ids = torch.randint(3, model.config.vocab_size, (batch, seq))
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        model(input_ids=ids, labels=ids)
+    return sum(n for ptr, n in seen.items() if ptr not in params)
 
 
 def measure(folder: str, adapter: dict, batch: int, seq: int, steps: int) -> dict:
@@ -81,62 +106,98 @@ def measure(folder: str, adapter: dict, batch: int, seq: int, steps: int) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="base", help="llama preset size (base is ~100M)")
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=BATCH)
+    parser.add_argument("--seq", type=int, default=SEQ)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "adapters.md"))
     parser.add_argument("--only", nargs="*", help="labels of the configurations to run")
+    parser.add_argument("--count", action="store_true", help="print saved bytes per token and stop")
+    parser.add_argument("--replan", action="store_true",
+                        help="rewrite the report from the measurements saved next to it (no training)")
     args = parser.parse_args()
+    raw = Path(args.out).with_suffix(".json")
 
     from tunesmith.adapters import AdapterConfig
     from tunesmith.adapters.planner import plan
     from tunesmith.pretraining.presets import build_model, count_parameters
 
     rows = []
+    started = time.time()
+    saved = json.loads(raw.read_text()) if args.replan else {}
     with tempfile.TemporaryDirectory() as tmp:
         model = build_model("llama", args.size)
         n_params = count_parameters(model)
-        model.save_pretrained(tmp)
+        model.config.save_pretrained(tmp)
+        if not args.replan:
+            model.save_pretrained(tmp)
         del model
-        for label, adapter, batch, seq in CONFIGS:
-            if args.only and label not in args.only:
+        for label, adapter in CONFIGS:
+            if args.only and label not in args.only or args.replan and label not in saved["runs"]:
                 continue
-            got = measure(tmp, adapter, batch, seq, args.steps)
-            predicted = plan(tmp, AdapterConfig(**adapter), batch_size=batch, seq_len=seq)
+            if args.count:
+                saved = count_saved(tmp, adapter, args.batch, args.seq)
+                print(f"{label:32s} saved {saved / 2**20:8.1f} MiB = "
+                      f"{saved / (args.batch * args.seq):9.0f} bytes per token", flush=True)
+                continue
+            got = saved["runs"][label] if args.replan else measure(tmp, adapter, args.batch, args.seq, args.steps)
+            predicted = plan(tmp, AdapterConfig(**adapter), batch_size=args.batch, seq_len=args.seq)
             error = (predicted.total - got["train_peak"]) / got["train_peak"]
-            rows.append((label, batch, seq, got, predicted.total, error))
-            print(f"{label:36s} train peak {got['train_peak'] / 2**30:6.2f} GiB  process peak "
+            rows.append((label, got, predicted, error))
+            print(f"{label:32s} train peak {got['train_peak'] / 2**30:6.2f} GiB  process peak "
                   f"{got['process_peak'] / 2**30:6.2f} GiB  planned {predicted.total / 2**30:6.2f} GiB "
-                  f"({error:+.1%})  step {got['step_s']:.2f}s", flush=True)
-    write_report(Path(args.out), args.size, n_params, rows)
-
-
-def write_report(out: Path, size: str, n_params: int, rows: list) -> None:
-    by_label = {r[0]: r for r in rows}
-    lines = [f"# Adapters: memory and step time (llama `{size}`, {n_params / 1e6:.1f}M parameters, "
-             "fp32, CPU)", "",
-             "Measured by `benchmarks/adapters_memory.py` (one subprocess per configuration). "
-             "train peak = VmHWM over the training steps (reset after loading); process peak = "
-             "ru_maxrss of the whole process; planned = `tunesmith.adapters.plan(...)`.", "",
-             "| configuration | batch x seq | train peak GiB | process peak GiB | planned GiB | "
-             "planner error | step s |", "|---|---|---|---|---|---|---|"]
-    for label, batch, seq, got, planned, error in rows:
-        lines.append(f"| {label} | {batch} x {seq} | {got['train_peak'] / 2**30:.2f} | "
-                     f"{got['process_peak'] / 2**30:.2f} | {planned / 2**30:.2f} | {error:+.1%} | "
-                     f"{got['step_s']:.2f} |")
-    lines.append("")
+                  f"({error:+.1%})  step {got['step_s']:.1f}s", flush=True)
+    if rows and not args.replan:
+        raw.write_text(json.dumps({"seconds": time.time() - started, "date": time.strftime("%Y-%m-%d %H:%M"),
+                                   "runs": {r[0]: r[1] for r in rows}}, indent=1))
     if rows:
-        worst = max(abs(r[5]) for r in rows)
-        lines.append(f"- largest planner error: {worst:.1%} over {len(rows)} configurations "
-                     "(target <= 15%)")
-    if "full" in by_label and "qlora nf4 r16" in by_label:
-        full, qlora = by_label["full"][3], by_label["qlora nf4 r16"][3]
-        lines.append(f"- QLoRA / full peak: train {qlora['train_peak'] / full['train_peak']:.2f}x, "
-                     f"process {qlora['process_peak'] / full['process_peak']:.2f}x (target <= 0.5x)")
-        lines.append(f"- QLoRA / full step time: {qlora['step_s'] / full['step_s']:.2f}x")
-    if "lora r16" in by_label and "full" in by_label:
-        lines.append(f"- LoRA / full peak: "
-                     f"{by_label['lora r16'][3]['train_peak'] / by_label['full'][3]['train_peak']:.2f}x")
+        write_report(Path(args.out), args, n_params, rows,
+                     saved.get("seconds", time.time() - started), saved.get("date"))
+
+
+def _ratio(by_label: dict, num: str, den: str, key: str) -> str:
+    if num in by_label and den in by_label:
+        return f"{by_label[num][1][key] / by_label[den][1][key]:.2f}x"
+    return "n/a"
+
+
+def write_report(out: Path, args, n_params: int, rows: list, seconds: float, date: str | None) -> None:
+    import platform
+    by_label = {r[0]: r for r in rows}
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.processor())
+    lines = [f"# Adapters: memory and step time (llama `{args.size}`, {n_params / 1e6:.1f}M parameters, "
+             "fp32, CPU)", "",
+             f"Measured by `benchmarks/adapters_memory.py` on {date or time.strftime('%Y-%m-%d %H:%M')}: {cpu}, "
+             f"{os.cpu_count()} cores (shared with other jobs), batch {args.batch} x {args.seq} tokens "
+             f"for every configuration, {args.steps} steps, one fresh subprocess per configuration, "
+             f"{seconds / 60:.0f} min in all. train peak = VmHWM over the training steps (reset after "
+             "loading); process peak = ru_maxrss of the whole process (loading included); "
+             "planned = `tunesmith.adapters.plan(...)`, which predicts the train peak.", "",
+             "| configuration | train peak GiB | process peak GiB | planned GiB | planner error | "
+             "step s |", "|---|---|---|---|---|---|"]
+    for label, got, planned, error in rows:
+        lines.append(f"| {label} | {got['train_peak'] / 2**30:.2f} | {got['process_peak'] / 2**30:.2f} | "
+                     f"{planned.total / 2**30:.2f} | {error:+.1%} | {got['step_s']:.1f} |")
+    within = sum(abs(r[3]) <= 0.15 for r in rows)
+    lines += ["", f"- planner within 15%: {within} of {len(rows)} configurations; largest error "
+                  f"{max(abs(r[3]) for r in rows):.1%}",
+              f"- QLoRA / full peak: {_ratio(by_label, 'qlora nf4 r16', 'full', 'train_peak')} "
+              f"(both with checkpointing: "
+              f"{_ratio(by_label, 'qlora nf4 r16 + checkpointing', 'full + checkpointing', 'train_peak')}; "
+              f"QLoRA with checkpointing / full without: "
+              f"{_ratio(by_label, 'qlora nf4 r16 + checkpointing', 'full', 'train_peak')}); target <= 0.5x",
+              f"- LoRA / full peak: {_ratio(by_label, 'lora r16', 'full', 'train_peak')} (both with "
+              f"checkpointing: {_ratio(by_label, 'lora r16 + checkpointing', 'full + checkpointing', 'train_peak')})",
+              f"- QLoRA / full step time: {_ratio(by_label, 'qlora nf4 r16', 'full', 'step_s')}", "",
+              "Planned components (GiB) of each configuration:", "",
+              "| configuration | " + " | ".join(rows[0][2].parts) + " | " + " | ".join(rows[0][2].phases)
+              + " |", "|---" * (1 + len(rows[0][2].parts) + len(rows[0][2].phases)) + "|"]
+    for label, _, planned, _ in rows:
+        values = list(planned.parts.values()) + list(planned.phases.values())
+        lines.append(f"| {label} | " + " | ".join(f"{v / 2**30:.2f}" for v in values) + " |")
+    notes = out.read_text().partition(NOTES)[1:] if out.exists() else ("", "")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
+    out.write_text("\n".join(lines) + "\n" + ("\n" + "".join(notes) if notes[0] else ""))
     print(f"wrote {out}")
 
 

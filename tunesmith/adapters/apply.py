@@ -16,8 +16,10 @@ from transformers.pytorch_utils import Conv1D
 
 from ..core.config import coerce
 from ..core.errors import UserError
+from .allocator import return_freed_memory
 from .artifacts import remember_initial_weights
 from .config import LORA_FAMILY, PROMPT_METHODS, AdapterConfig
+from .loss import use_lean_loss
 from .quantize import is_quantized
 from .targets import SEQ_CLS_HEAD_NAMES, check_target_names, default_target_names, select
 
@@ -112,12 +114,17 @@ def apply(model: nn.Module, adapter: AdapterConfig | dict | None = None,
     cfg = coerce(AdapterConfig, adapter)
     _check_task(model, cfg)
     _check_quantization(model, cfg)
+    first = next(model.parameters(), None)
+    if first is None or first.device.type == "cpu":
+        return_freed_memory()  # CPU training: freed activations go back to the system
     if is_quantized(model):
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=cfg.gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False})
     elif cfg.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.task == "causal_lm":
+        use_lean_loss(model)
     if cfg.method == "full":
         for p in model.parameters():
             p.requires_grad_(True)

@@ -12,9 +12,6 @@ from torch import nn
 
 from .config import AdapterConfig
 
-# bytes of optimizer state per trainable parameter (fp32 params): used by the planner
-STATE_BYTES = {"adamw": 8.0, "adamw_8bit": 2.0, "paged_adamw_8bit": 2.0, "paged_adamw_32bit": 8.0}
-
 
 def build_optimizer(model: nn.Module, adapter: AdapterConfig, lr: float,
                     weight_decay: float = 0.0) -> torch.optim.Optimizer:
