@@ -54,9 +54,9 @@ class Setting:
 
 
 PRESETS = {
-    "cpu": {"sst2": Setting(16000, 1, 64, 1e-3), "cola": Setting(None, 3, 48, 1e-4, "full", 32),
+    "cpu": {"sst2": Setting(24000, 1, 64, 1e-3), "cola": Setting(None, 5, 48, 1e-4, "full", 32),
             "stsb": Setting(None, 2, 96, 1e-3), "mrpc": Setting(None, 2, 128, 1e-3),
-            "rte": Setting(None, 2, 128, 1e-3)},
+            "rte": Setting(None, 2, 128, 5e-5, "full")},
     "quick": {"sst2": Setting(2000, 1, 64, 1e-3), "cola": Setting(3000, 1, 48, 1e-3),
               "stsb": Setting(2000, 1, 96, 1e-3), "mrpc": Setting(1500, 1, 128, 1e-3),
               "rte": Setting(1000, 2, 160, 5e-4)},

