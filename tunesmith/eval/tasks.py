@@ -39,7 +39,7 @@ SMALL = TrainDefaults(epochs=10.0, lr_full=2e-5, lr_lora=1e-3, max_length=128, b
 LARGE = TrainDefaults(epochs=3.0, lr_full=2e-5, lr_lora=5e-4, max_length=128, batch_size=32)
 LONG = TrainDefaults(epochs=5.0, lr_full=2e-5, lr_lora=5e-4, max_length=256, batch_size=16)
 SHORT_LARGE = TrainDefaults(epochs=3.0, lr_full=2e-5, lr_lora=5e-4, max_length=64, batch_size=32)  # SST-2
-SHORT_SMALL = TrainDefaults(epochs=5.0, lr_full=2e-5, lr_lora=1.5e-3, max_length=64, batch_size=16)  # CoLA
+SHORT_SMALL = TrainDefaults(epochs=5.0, lr_full=2e-5, lr_lora=1e-3, max_length=64, batch_size=32)  # CoLA
 
 
 @dataclass(frozen=True)
