@@ -16,6 +16,19 @@ def run_cli(*args: str, cwd: str | os.PathLike | None = None, timeout: int = 300
                           capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
+def launch_cli(args: list[str], procs: int, launcher: str = "torchrun") -> subprocess.CompletedProcess:
+    """`tunesmith --launcher torchrun|accelerate --num-processes N ...` (plain `tunesmith ...` for one
+    process), as a user types it; asserts it succeeded."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    launch = ["--launcher", launcher, "--num-processes", str(procs)] if procs > 1 else []
+    if launcher == "accelerate":
+        launch += ["--accelerate-config", "ddp_cpu"]
+    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", *launch, *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
     """Exit code 2, one line on stderr naming every fragment, no traceback."""
     assert proc.returncode == 2, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])

@@ -90,11 +90,27 @@ def _add_stage(sub, name: str) -> argparse.ArgumentParser:
     return p
 
 
+def _split_recipe(overrides: list[str]) -> tuple[str | None, list[str]]:
+    """(RECIPE.yaml or None, the --section.key flags after it)."""
+    if overrides and not overrides[0].startswith("-"):
+        return overrides[0], overrides[1:]
+    return None, overrides
+
+
+def _no_extra(overrides: list[str], usage: str) -> None:
+    if overrides:
+        raise UserError(f'unexpected argument "{overrides[0]}"', fix=usage)
+
+
+def _print_config(cfg) -> None:
+    import yaml
+
+    print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+
+
 def _resolve(args, overrides: list[str]):
     """The stage config from recipe + flags; `--resume` reuses the run's saved config."""
-    recipe = None
-    if overrides and not overrides[0].startswith("-"):
-        recipe, overrides = overrides[0], overrides[1:]
+    recipe, overrides = _split_recipe(overrides)
     if args.resume:
         overrides = overrides + ["--run.resume", "true"]
         run_dir = next((overrides[i + 1] for i, a in enumerate(overrides[:-1]) if a == "--run.dir"), None)
@@ -131,8 +147,7 @@ def _cmd_stage(api_ref: str) -> Callable:
     def run(args, overrides: list[str]) -> int:
         cfg = _resolve(args, overrides)
         if args.dry_run:
-            import yaml
-            print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+            _print_config(cfg)
             data_ok = _print_data_check(cfg)
             _print_plan(cfg.model_dump(mode="json"), comment=True)
             return 0 if data_ok else UserError.exit_code
@@ -144,8 +159,7 @@ def _cmd_stage(api_ref: str) -> Callable:
 def _cmd_data_check(args, overrides: list[str]) -> int:
     from .data import check_data
 
-    if overrides:
-        raise UserError(f'unexpected argument "{overrides[0]}"', fix="see tunesmith data check --help")
+    _no_extra(overrides, "see tunesmith data check --help")
     labels = [l.strip() for l in args.labels.split(",")] if args.labels else None
     result = check_data(list(args.paths), format=args.format, tokenizer=args.tokenizer,
                         max_length=args.max_length, labels=labels)
@@ -156,13 +170,10 @@ def _cmd_data_check(args, overrides: list[str]) -> int:
 def _cmd_data_prepare(args, overrides: list[str]) -> int:
     from .data import DataPrepConfig, prepare
 
-    recipe = None
-    if overrides and not overrides[0].startswith("-"):
-        recipe, overrides = overrides[0], overrides[1:]
+    recipe, overrides = _split_recipe(overrides)
     cfg = load_config(DataPrepConfig, recipe, overrides)
     if args.dry_run:
-        import yaml
-        print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+        _print_config(cfg)
         return 0
     result = prepare(cfg)
     print(json.dumps(result.card, default=str) if args.json else result.render())
@@ -172,15 +183,12 @@ def _cmd_data_prepare(args, overrides: list[str]) -> int:
 def _cmd_run(args, overrides: list[str]) -> int:
     from .pipeline import PipelineConfig, run_pipeline
 
-    recipe = None
-    if overrides and not overrides[0].startswith("-"):
-        recipe, overrides = overrides[0], overrides[1:]
+    recipe, overrides = _split_recipe(overrides)
     if recipe is None:
         raise UserError("tunesmith run needs a pipeline recipe", fix="tunesmith init run > pipeline.yaml")
     cfg = load_config(PipelineConfig, recipe, overrides)
     if args.dry_run:
-        import yaml
-        print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+        _print_config(cfg)
         return 0
     result = run_pipeline(cfg)
     if not is_main_process():
@@ -201,8 +209,7 @@ def _cmd_init(args, overrides: list[str]) -> int:
     from .core.rundir import atomic_write_text
     from .recipes import starter_recipe
 
-    if overrides:
-        raise UserError(f'unexpected argument "{overrides[0]}"', fix="tunesmith init STAGE [-o FILE]")
+    _no_extra(overrides, "tunesmith init STAGE [-o FILE]")
     text = starter_recipe(args.stage)
     if args.output:
         if Path(args.output).exists() and not args.force:
@@ -254,9 +261,7 @@ def _cmd_eval(args, overrides: list[str]) -> int:
         return _cmd_perplexity(args, overrides)
     from .eval import EvalConfig, markdown_table, run
 
-    recipe = None
-    if overrides and not overrides[0].startswith("-"):
-        recipe, overrides = overrides[0], overrides[1:]
+    recipe, overrides = _split_recipe(overrides)
     flags = ["--data.benchmark", args.target]
     for name, key in EVAL_FLAGS.items():
         value = getattr(args, name)
@@ -284,8 +289,7 @@ def _cmd_perplexity(args, overrides: list[str]) -> int:
     from .eval import perplexity
     from .pretraining.tokenizer import load_tokenizer
 
-    if overrides:
-        raise UserError(f'unexpected argument "{overrides[0]}"', fix="see tunesmith eval --help")
+    _no_extra(overrides, "see tunesmith eval --help")
     if not args.model or not args.text:
         raise UserError("eval perplexity needs --model PATH and --text FILE")
     texts = [t for t in _read_texts(args.text) if t.strip()]
@@ -373,9 +377,7 @@ def parse_size(text: str) -> int:
 def _cmd_plan(args, overrides: list[str]) -> int:
     from .core.config import deep_merge, parse_overrides, read_yaml
 
-    path = None
-    if overrides and not overrides[0].startswith("-"):
-        path, overrides = overrides[0], overrides[1:]
+    path, overrides = _split_recipe(overrides)
     recipe = read_yaml(path) if path else {}
     recipe = deep_merge(recipe, parse_overrides(overrides)) if overrides else recipe
     shape = {k: v for k, v in (("batch_size", args.batch_size), ("seq_len", args.seq_len)) if v}
@@ -386,8 +388,7 @@ def _cmd_plan(args, overrides: list[str]) -> int:
 def _cmd_merge(args, overrides: list[str]) -> int:
     from .adapters.merge import merge
 
-    if overrides:
-        raise UserError(f'unexpected argument "{overrides[0]}"', fix="tunesmith merge ADAPTER_DIR OUT")
+    _no_extra(overrides, "tunesmith merge ADAPTER_DIR OUT")
     out = merge(args.adapter_dir, args.output, base=args.base, dtype=args.dtype)
     print(f"merged model written to {out} (loads with AutoModelForCausalLM / AutoModelForSequenceClassification)")
     return 0
@@ -396,8 +397,7 @@ def _cmd_merge(args, overrides: list[str]) -> int:
 def _cmd_report(args, overrides: list[str]) -> int:
     from .report import write_report
 
-    if overrides:
-        raise UserError(f'unexpected argument "{overrides[0]}"', fix="tunesmith report RUN_DIR")
+    _no_extra(overrides, "tunesmith report RUN_DIR")
     result = write_report(args.run_dir)
     print(f"wrote {result.html} and {result.markdown} ({len(result.plot_files)} plots in "
           f"{Path(args.run_dir) / 'plots'})")

@@ -7,7 +7,7 @@ stage's model feeding the next), run with a before/after measure for every stage
 2. SFT it (full fine-tuning) on the embedded `add` task: exact match on held-out sums rises;
 3. DPO it on embedded `brackets`/`upper` pairs: held-out pair accuracy and log-prob margin rise.
 
-About 1.5-3 minutes on a 2-core CPU.
+About 2 minutes of CPU time on a 2-core machine.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from .core.rundir import default_run_dir
 from .pipeline import run_pipeline
 from .recipes import STARTER_PIPELINE
 
-# (stage name, title, metric before, metric after, higher is better)
+# (pipeline stage name, what the table calls it, metric before training, metric after)
 MEASURES = [
     ("base", "held-out loss", "initial_eval_loss", "eval_loss"),
     ("sft", "held-out exact match (add)", "before/exact_match", "after/exact_match"),

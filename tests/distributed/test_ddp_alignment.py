@@ -13,15 +13,13 @@ process training on its own half-batch without the all-reduce ends 7e-2 away fro
 Dropout: the base model has none; the LoRA dropout is set to 0 here (each process draws its masks
 from the same seed, so the 2-process masks cannot equal the 1-process ones); DPO disables dropout."""
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
-from helpers import REPO
+from helpers import REPO, launch_cli
 
 sys.path.insert(0, str(REPO / "tests" / "alignment"))
 from _sft_fixtures import pretrained  # noqa: E402
@@ -44,15 +42,6 @@ def _args(stage, base, run_dir):
             "--train.eval_steps", "1000", "--run.dir", str(run_dir), "--quiet", *extra]
 
 
-def _launch(args, procs: int, launcher: str = "torchrun"):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    launch = ["--launcher", launcher, "--num-processes", str(procs)] if procs > 1 else []
-    if launcher == "accelerate":
-        launch += ["--accelerate-config", "ddp_cpu"]
-    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", *launch, *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 def _worst_diff(one: Path, two: Path, name: str) -> float:
@@ -75,8 +64,8 @@ def base(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("stage, launcher", [("sft", "torchrun"), ("dpo", "accelerate")])
 def test_two_processes_match_one_and_only_one_writes(base, tmp_path, stage, launcher):
     one, two = tmp_path / "one", tmp_path / "two"
-    _launch(_args(stage, base, one), 1)
-    proc = _launch(_args(stage, base, two), 2, launcher)
+    launch_cli(_args(stage, base, one), 1)
+    proc = launch_cli(_args(stage, base, two), 2, launcher)
     assert _worst_diff(one, two, STAGES[stage][1]) <= TOL
     assert proc.stdout.count("run: ") == 1                       # the summary is printed once
     assert _logged_steps(two) == list(range(1, STEPS + 1))       # every step logged once, by one process

@@ -5,15 +5,11 @@ Tolerance: 1e-6 absolute on every weight. Both runs see the same 8 blocks per st
 run splits them 4 + 4) and DDP averages the gradients, so the only difference is the order of
 floating-point summation (measured: 7.5e-9 after 8 AdamW steps)."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
-from helpers import REPO, write_corpus
+from helpers import launch_cli, write_corpus
 
 pytestmark = pytest.mark.slow
 TOL = 1e-6
@@ -28,16 +24,6 @@ def _args(corpus, run_dir, steps, extra=()):
             "--run.sample_tokens", "0", "--run.dir", str(run_dir), "--quiet", *extra]
 
 
-def _launch(args, procs: int, launcher: str = "torchrun"):
-    """`tunesmith --launcher torchrun|accelerate --num-processes N ...`, as a user types it."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    launch = ["--launcher", launcher, "--num-processes", str(procs)] if procs > 1 else []
-    if launcher == "accelerate":
-        launch += ["--accelerate-config", "ddp_cpu"]
-    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", *launch, *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 def _weights(run_dir):
@@ -58,13 +44,13 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def single(corpus, tmp_path_factory):
     run = tmp_path_factory.mktemp("one") / "run"
-    _launch(_args(corpus, run, 8), 1)
+    launch_cli(_args(corpus, run, 8), 1)
     return run
 
 
 def test_two_processes_match_one_and_only_one_writes(corpus, single, tmp_path):
     run = tmp_path / "run"
-    proc = _launch(_args(corpus, run, 8), 2, launcher="accelerate")  # the shipped ddp_cpu config
+    proc = launch_cli(_args(corpus, run, 8), 2, launcher="accelerate")  # the shipped ddp_cpu config
     _assert_close(_weights(run), _weights(single))
     assert proc.stdout.count("run: ") == 1  # the summary is printed once
     steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
@@ -77,6 +63,6 @@ def test_two_processes_match_one_and_only_one_writes(corpus, single, tmp_path):
 @pytest.mark.parametrize("first, then", [(2, 1), (1, 2)])
 def test_checkpoint_moves_between_process_counts(corpus, single, tmp_path, first, then):
     run = tmp_path / "run"
-    _launch(_args(corpus, run, 4), first)
-    _launch(_args(corpus, run, 8, ["--resume"]), then)
+    launch_cli(_args(corpus, run, 4), first)
+    launch_cli(_args(corpus, run, 8, ["--resume"]), then)
     _assert_close(_weights(run), _weights(single))

@@ -32,6 +32,7 @@ from ..core.train_config import RunSection, TrainSection
 from ..core.trainer_args import training_kwargs
 from ..data import DataPrepConfig
 from . import tasks as task_lib
+from .tasks import end_of_turn_ids
 from .common import keep_adapter_dtype, ModelSection, callbacks, load_policy, load_tokenizer, open_run, save_output
 from .configs import TasksSection, stage_data
 from ..core.finish import finish_run
@@ -124,12 +125,6 @@ def distill(config: DistillConfig | dict | str | None = None, **sections: Any) -
     run.write_json("results.json", {"metrics": metrics, "model_path": str(path)})
     finish_run(run, trainer.state.global_step, cfg.push_to_hub)
     return StageResult(run.path, path, metrics)
-
-
-def end_of_turn_ids(tok) -> list[int]:
-    """Token ids that end an assistant turn: eos and, when the tokenizer has it, ChatML's <|im_end|>."""
-    ids = {tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")}
-    return sorted(i for i in ids if isinstance(i, int) and i != tok.unk_token_id)
 
 
 def check_same_tokenizer(student_tok, teacher_tok, student, teacher, teacher_path: str) -> None:

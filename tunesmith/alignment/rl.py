@@ -43,7 +43,7 @@ from ..data import DataPrepConfig, render_messages
 from . import tasks as task_lib
 from .common import keep_adapter_dtype, ModelSection, callbacks, load_policy, load_tokenizer, open_run, save_output
 from .configs import TasksSection, stage_data
-from .distill import end_of_turn_ids
+from .tasks import end_of_turn_ids
 from ..core.finish import finish_run
 from ..core.training import train as run_training
 from ..hub.config import PushConfig
@@ -360,27 +360,11 @@ def sample_completions(model, tok, prompts: list[list[dict]], gen: GenerationSec
                        seed: int, batch_size: int = 64) -> list[list[dict]]:
     """`samples` sampled completions per chat prompt, as TRL gives them to reward functions
     (`[{"role": "assistant", "content": text}]`), prompt by prompt."""
-    end_ids = end_of_turn_ids(tok)
-    texts = [render_messages(p, tok, add_generation_prompt=True) for p in prompts for _ in range(samples)]
-    side, tok.padding_side = tok.padding_side, "left"
-    was_training = model.training
-    model.eval()
-    torch.manual_seed(seed)
-    out: list[str] = []
-    try:
-        for start in range(0, len(texts), batch_size):
-            enc = tok(texts[start:start + batch_size], return_tensors="pt", padding=True,
-                      add_special_tokens=False).to(model.device)
-            with torch.no_grad():
-                ids = model.generate(**enc, max_new_tokens=gen.max_new_tokens, do_sample=True,
-                                     temperature=gen.temperature, top_p=gen.top_p, top_k=gen.top_k,
-                                     repetition_penalty=gen.repetition_penalty, eos_token_id=end_ids,
-                                     pad_token_id=tok.pad_token_id)
-            out += tok.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-    finally:
-        tok.padding_side = side
-        model.train(was_training)
-    return [[{"role": "assistant", "content": text}] for text in out]
+    sampling = {"temperature": gen.temperature, "top_p": gen.top_p, "top_k": gen.top_k,
+                "repetition_penalty": gen.repetition_penalty}
+    texts = task_lib.generate_answers(model, tok, [p for p in prompts for _ in range(samples)], gen.max_new_tokens,
+                                      batch_size, sampling=sampling, seed=seed)
+    return [[{"role": "assistant", "content": text}] for text in texts]
 
 
 def score_with_model(model, prompts: list[list[dict]], completions: list[list[dict]]) -> list[float]:

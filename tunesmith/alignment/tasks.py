@@ -219,29 +219,39 @@ def _prompt_and_answer(row: dict) -> tuple[list[dict], str]:
     raise ValueError(f"cannot find the answer in a row with fields {sorted(row)}")
 
 
+def end_of_turn_ids(tok: Any) -> list[int]:
+    """Token ids that end an assistant turn: eos and, when the tokenizer has it, ChatML's <|im_end|>."""
+    ids = {tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")}
+    return sorted(i for i in ids if isinstance(i, int) and i != tok.unk_token_id)
+
+
 def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[list[dict]], max_new_tokens: int = 8,
-                     batch_size: int = 64) -> list[str]:
-    """Greedy completions of chat `prompts` (the chat template applied by
-    `tunesmith.data.render_messages`, left padding, stop at end of turn). Decoded without special tokens."""
+                     batch_size: int = 64, sampling: dict[str, Any] | None = None,
+                     seed: int | None = None) -> list[str]:
+    """Completions of chat `prompts` (the chat template applied by `tunesmith.data.render_messages`,
+    left padding, stop at end of turn), decoded without special tokens. Greedy by default;
+    `sampling` (temperature, top_p, ...) samples instead, from `seed` when given."""
     import torch
 
     from ..data.chat import render_messages
 
-    end_ids = [i for i in {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")}
-               if isinstance(i, int) and i != tokenizer.unk_token_id]
+    end_ids = end_of_turn_ids(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_ids[0]
+    decoding = {"do_sample": True, **sampling} if sampling else {"do_sample": False}
     texts = [render_messages(p, tokenizer, add_generation_prompt=True) for p in prompts]
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     was_training = model.training
     model.eval()
+    if seed is not None:
+        torch.manual_seed(seed)
     out: list[str] = []
     try:
         for start in range(0, len(texts), batch_size):
             enc = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
                             add_special_tokens=False).to(model.device)
             with torch.no_grad():
-                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                     eos_token_id=end_ids, pad_token_id=pad_id)
+                gen = model.generate(**enc, max_new_tokens=max_new_tokens, eos_token_id=end_ids,
+                                     pad_token_id=pad_id, **decoding)
             out += tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     finally:
         tokenizer.padding_side = side
@@ -306,5 +316,5 @@ def format_reward(prompts: Any, completions: Sequence[Any], task: Sequence[str],
 REWARD_FUNCTIONS: dict[str, Callable[..., list[float]]] = {"exact_match": exact_match_reward,
                                                           "format": format_reward}
 __all__ = ["Example", "REWARD_FUNCTIONS", "TASKS", "exact_match", "exact_match_report", "exact_match_reward",
-           "examples", "format_reward", "generate_answers", "instruction_rows", "is_heldout", "kto_rows",
+           "end_of_turn_ids", "examples", "format_reward", "generate_answers", "instruction_rows", "is_heldout", "kto_rows",
            "normalize", "preference_rows", "prompt_rows"]
