@@ -12,8 +12,6 @@ KL(teacher || student) before and after.
 """
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -22,7 +20,6 @@ from pydantic import Field
 from transformers import PrinterCallback, set_seed
 
 from ..adapters import AdapterConfig
-from ..core.checkpoints import last_checkpoint
 from ..core.config import Section, coerce
 from ..core.device import pick_dtype
 from ..core.errors import UserError
@@ -33,10 +30,9 @@ from ..core.trainer_args import training_kwargs
 from ..data import DataPrepConfig
 from . import tasks as task_lib
 from .tasks import end_of_turn_ids
-from .common import keep_adapter_dtype, ModelSection, callbacks, load_policy, load_tokenizer, open_run, save_output
+from .common import (ModelSection, callbacks, keep_adapter_dtype, load_policy, load_tokenizer, open_run, resume_checkpoint,
+                     train_and_save)
 from .configs import TasksSection, stage_data
-from ..core.finish import finish_run
-from ..core.training import train as run_training
 from ..hub.config import PushConfig
 
 # GKD's beta: 0 is KL(teacher || student), 1 is KL(student || teacher), in between a generalized JSD
@@ -113,18 +109,8 @@ def distill(config: DistillConfig | dict | str | None = None, **sections: Any) -
     keep_adapter_dtype(trainer.model, cfg.adapter)
     trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl
     trainer.generation_config.eos_token_id = end_of_turn_ids(tok)  # on-policy samples stop at the turn's end
-    resume = last_checkpoint(run.checkpoints) if cfg.run.resume else None
-    if resume is not None:
-        run.truncate_metrics_after(int(Path(resume).name.split("-")[-1]))
-    t0 = time.perf_counter()
-    out = run_training(trainer, resume)
-    metrics.update(train_seconds=round(time.perf_counter() - t0, 2), train_loss=out.training_loss,
-                   steps=trainer.state.global_step,
-                   **{"after/kl_teacher_student": heldout_kl(trainer.model, teacher, tok, heldout, d.max_length)})
-    path = save_output(run, trainer.model, tok, cfg.adapter, cfg.model.path)
-    run.write_json("results.json", {"metrics": metrics, "model_path": str(path)})
-    finish_run(run, trainer.state.global_step, cfg.push_to_hub)
-    return StageResult(run.path, path, metrics)
+    return train_and_save(trainer, run, cfg, metrics, resume_checkpoint(run, cfg.run), lambda model: {
+        "after/kl_teacher_student": heldout_kl(model, teacher, tok, heldout, d.max_length)})
 
 
 def check_same_tokenizer(student_tok, teacher_tok, student, teacher, teacher_path: str) -> None:

@@ -9,14 +9,11 @@ loss), reporting pairwise accuracy on held-out pairs before and after training.
 """
 from __future__ import annotations
 
-import time
-from pathlib import Path
 
 from pydantic import Field
 from transformers import PrinterCallback, set_seed
 
 from ..adapters import AdapterConfig
-from ..core.checkpoints import last_checkpoint
 from ..core.config import Section, coerce
 from ..core.device import pick_dtype
 from ..core.errors import UserError
@@ -25,10 +22,9 @@ from ..core.train_config import RunSection, TrainSection
 from ..core.trainer_args import training_kwargs
 from ..data import DataPrepConfig
 from . import tasks as task_lib
-from .common import keep_adapter_dtype, ModelSection, callbacks, load_policy, open_run, save_output
+from .common import (ModelSection, callbacks, keep_adapter_dtype, load_policy, open_run, resume_checkpoint,
+                     train_and_save)
 from .configs import TasksSection, stage_data
-from ..core.finish import finish_run
-from ..core.training import train as run_training
 from ..hub.config import PushConfig
 
 
@@ -95,22 +91,15 @@ def reward(config: RewardConfig | dict | str | None = None, **sections) -> Stage
     keep_adapter_dtype(trainer.model, cfg.adapter)
     trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl
     metrics: dict = _dropped(data, trainer)
-    resume_from = last_checkpoint(run.checkpoints) if cfg.run.resume else None
+    resume_from = resume_checkpoint(run, cfg.run)
     if resume_from is None:
         metrics["initial_eval_accuracy"] = trainer.evaluate()["eval_accuracy"]
-    if resume_from is not None:
-        run.truncate_metrics_after(int(Path(resume_from).name.split("-")[-1]))
-    t0 = time.perf_counter()
-    out = run_training(trainer, resume_from)
-    metrics.update(train_seconds=round(time.perf_counter() - t0, 2), train_loss=out.training_loss,
-                   steps=trainer.state.global_step)
-    final = trainer.evaluate()
-    metrics.update(eval_accuracy=final["eval_accuracy"], eval_margin=final["eval_margin"],
-                   eval_loss=final["eval_loss"])
-    model_path = save_output(run, trainer.model, tok, cfg.adapter, cfg.model.path)
-    run.write_json("results.json", {"metrics": metrics, "model_path": str(model_path)})
-    finish_run(run, trainer.state.global_step, cfg.push_to_hub)
-    return StageResult(run.path, model_path, metrics)
+
+    def after(_model) -> dict:
+        final = trainer.evaluate()
+        return {k: final[k] for k in ("eval_accuracy", "eval_margin", "eval_loss")}
+
+    return train_and_save(trainer, run, cfg, metrics, resume_from, after)
 
 
 def _with_score_head(cfg: RewardConfig) -> RewardConfig:

@@ -23,7 +23,6 @@ import importlib
 import math
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -32,7 +31,6 @@ from pydantic import Field
 from transformers import PrinterCallback, set_seed
 
 from ..adapters import AdapterConfig
-from ..core.checkpoints import last_checkpoint
 from ..core.config import Section, coerce
 from ..core.device import pick_dtype
 from ..core.errors import UserError
@@ -41,11 +39,10 @@ from ..core.train_config import RunSection, TrainSection
 from ..core.trainer_args import batch_layout, training_kwargs, world_size
 from ..data import DataPrepConfig, render_messages
 from . import tasks as task_lib
-from .common import keep_adapter_dtype, ModelSection, callbacks, load_policy, load_tokenizer, open_run, save_output
+from .common import (ModelSection, callbacks, keep_adapter_dtype, load_policy, load_tokenizer, open_run, resume_checkpoint,
+                     train_and_save)
 from .configs import TasksSection, stage_data
 from .tasks import end_of_turn_ids
-from ..core.finish import finish_run
-from ..core.training import train as run_training
 from ..hub.config import PushConfig
 
 RewardFunc = Callable[..., list[float]]
@@ -147,18 +144,9 @@ def rlhf(config: RLHFConfig | dict | str | None = None, *, reward_funcs: Sequenc
                           callbacks=callbacks(run, tokens_per_step, cfg.train))
     keep_adapter_dtype(trainer.model, cfg.adapter)
     trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl
-    resume = last_checkpoint(run.checkpoints) if cfg.run.resume else None
-    if resume is not None:
-        run.truncate_metrics_after(int(Path(resume).name.split("-")[-1]))
-    t0 = time.perf_counter()
-    run_training(trainer, resume)
-    metrics.update(train_seconds=round(time.perf_counter() - t0, 2), steps=trainer.state.global_step,
-                   **_last_logged(trainer.state.log_history, ("kl", "reward", "entropy")))
-    metrics.update(heldout_reward(trainer.model, tok, heldout, funcs, names, weights, cfg, "after/"))
-    path = save_output(run, trainer.model, tok, cfg.adapter, cfg.model.path)
-    run.write_json("results.json", {"metrics": metrics, "model_path": str(path)})
-    finish_run(run, trainer.state.global_step, cfg.push_to_hub)
-    return StageResult(run.path, path, metrics)
+    return train_and_save(trainer, run, cfg, metrics, resume_checkpoint(run, cfg.run), lambda model: {
+        **_last_logged(trainer.state.log_history, ("kl", "reward", "entropy")),
+        **heldout_reward(model, tok, heldout, funcs, names, weights, cfg, "after/")})
 
 
 # ---- reward sources ---------------------------------------------------------------------------
