@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from tunesmith.adapters import AdapterConfig, apply, load_base
 from tunesmith.adapters.artifacts import load_adapter, save_adapter
-from tunesmith.adapters.merge import merge
+from tunesmith.adapters.merge import merge, merged_for_inference
 from tunesmith.core.errors import UserError
 
 from .conftest import lm_batch, nano, train
@@ -56,6 +56,22 @@ def test_merge_matches_adapter_model(nano_folder, tmp_path, method):
     assert merged.dtype == torch.float32
     assert not any("lora" in n or "ia3" in n for n, _ in merged.named_parameters())
     torch.testing.assert_close(logits(merged, batch), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["lora", "dora", "qlora"])
+def test_merged_for_inference_same_logits_and_weights_restored(nano_folder, method):
+    cfg = AdapterConfig(method=method, rank=4)
+    model = trained(nano_folder, cfg)
+    batch = lm_batch(seed=1)
+    expected = logits(model, batch)
+    weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+    q_proj = model.get_base_model().model.layers[0].self_attn.q_proj
+    with merged_for_inference(model):
+        assert q_proj.merged == (method != "qlora")  # a 4-bit base is never re-quantized
+        torch.testing.assert_close(logits(model, batch), expected, rtol=1e-5, atol=1e-5)
+    assert not q_proj.merged
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.detach(), weights[name], rtol=0, atol=1e-6, msg=name)
 
 
 @pytest.mark.parametrize("quantize", ["nf4", "fp4", "int8"])

@@ -9,7 +9,7 @@ from .apply import apply, peft_config, trainable_summary
 from .artifacts import load_adapter, save_adapter
 from .config import AdapterConfig
 from .finetune import FinetuneConfig, FinetuneResult, finetune
-from .merge import merge
+from .merge import merge, merged_for_inference
 from .multi import combine, load_many, stack, switch
 from .optim import build_optimizer
 from .planner import MemoryPlan, fitting, parse_size, plan
@@ -18,5 +18,5 @@ from .targets import find_linear_targets
 
 __all__ = ["AdapterConfig", "FinetuneConfig", "FinetuneResult", "MemoryPlan", "apply",
            "build_optimizer", "combine", "find_linear_targets", "finetune", "fitting",
-           "load_adapter", "load_base", "load_many", "merge", "parse_size", "peft_config", "plan",
+           "load_adapter", "load_base", "load_many", "merge", "merged_for_inference", "parse_size", "peft_config", "plan",
            "save_adapter", "stack", "switch", "trainable_summary"]

@@ -10,7 +10,8 @@ Every task is cast into sequence(-pair) classification the standard way:
 
 The head is the checkpoint's own or a mean-pooling one (`finetune.pooling`, see `heads.py`).
 Training is transformers' `Trainer` (length-grouped batches, linear schedule with warm-up);
-scoring is our own length-sorted, dynamically padded batched inference. With
+scoring is our own length-sorted, dynamically padded batched inference with LoRA deltas folded
+into the weights for the duration (`adapters.merged_for_inference`). With
 `finetune.save` the trained classifier is kept (`heads.save_classifier`/`load_classifier`).
 
 >>> metrics = finetune_and_score("models/minilm", get_task("glue", "rte"), train, dev, FinetuneSection())
@@ -29,6 +30,7 @@ from datasets import Dataset
 from torch import nn
 from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
+from ..adapters.merge import merged_for_inference
 from ..core.errors import UserError
 from .batching import pad, sorted_batches
 from .config import FinetuneSection
@@ -135,7 +137,7 @@ def scores(model: nn.Module, tokenizer: Any, instances: Sequence[Instance], *, m
     out: list[torch.Tensor] = [torch.empty(0)] * len(features)
     device = next(model.parameters()).device
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), merged_for_inference(model):
         for batch in sorted_batches([len(f["input_ids"]) for f in features], batch_size):
             ids, mask = pad([features[i]["input_ids"] for i in batch], tokenizer.pad_token_id)
             inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
