@@ -17,7 +17,7 @@ import argparse
 import os
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -129,6 +129,8 @@ def main() -> None:
     parser.add_argument("--tasks", default="sst2,rte,mrpc,cola,stsb")
     parser.add_argument("--preset", choices=list(PRESETS), default="cpu")
     parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--set", default="", metavar="KEY=VALUE,...",
+                        help="override the preset's settings, e.g. epochs=5,lr=5e-5,batch_size=16,method=full")
     parser.add_argument("--pooling", choices=["auto", "model", "mean"], default="auto",
                         help="head: auto = mean pooling for this checkpoint; model = BERT's [CLS] pooler "
                              "(for the ablation that isolates the pooling effect)")
@@ -155,6 +157,9 @@ def main() -> None:
     out.open("a").write("\n".join(table) + "\n")
     for name in filter(None, args.tasks.split(",")):
         setting = PRESETS[args.preset][name]
+        for key, value in (kv.split("=", 1) for kv in filter(None, args.set.split(","))):
+            kind = type(getattr(setting, key))
+            setting = replace(setting, **{key: None if value == "all" else (kind(value) if kind is not type(None) else int(value))})
         metrics, seconds = finetune_task(name, args.data, setting, args.rank, args.pooling)
         value = 100 * metrics[TARGET_METRIC[name]]
         extra = " / ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items()

@@ -66,12 +66,13 @@ def test_merged_for_inference_same_logits_and_weights_restored(nano_folder, meth
     expected = logits(model, batch)
     weights = {n: p.detach().clone() for n, p in model.named_parameters()}
     q_proj = model.get_base_model().model.layers[0].self_attn.q_proj
-    with merged_for_inference(model):
+    with merged_for_inference(model), torch.inference_mode():
         assert q_proj.merged == (method != "qlora")  # a 4-bit base is never re-quantized
         torch.testing.assert_close(logits(model, batch), expected, rtol=1e-5, atol=1e-5)
     assert not q_proj.merged
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.detach(), weights[name], rtol=0, atol=1e-6, msg=name)
+    train(model, cfg, lm_batch(), steps=1)  # still trainable: no inference tensors left behind
 
 
 @pytest.mark.parametrize("quantize", ["nf4", "fp4", "int8"])

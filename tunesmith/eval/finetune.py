@@ -137,7 +137,7 @@ def scores(model: nn.Module, tokenizer: Any, instances: Sequence[Instance], *, m
     out: list[torch.Tensor] = [torch.empty(0)] * len(features)
     device = next(model.parameters()).device
     model.eval()
-    with torch.inference_mode(), merged_for_inference(model):
+    with merged_for_inference(model), torch.inference_mode():
         for batch in sorted_batches([len(f["input_ids"]) for f in features], batch_size):
             ids, mask = pad([features[i]["input_ids"] for i in batch], tokenizer.pad_token_id)
             inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
