@@ -9,7 +9,7 @@ numbers), and evaluation throughput of tunesmith's length-sorted dynamic-padding
 Presets fix train rows, epochs, max length, learning rate, method and head per task: `cpu`
 (the best recorded setting per task, picked on dev; ~2 h on 2 cores, two tasks at a time),
 `quick` (a smoke run), `full` (whole train sets, the tasks' usual epochs; not run here).
-`--set epochs=5,lr=5e-5` overrides a preset's settings, `--pooling` the head of every task. Results are appended task by task to benchmarks/results/eval.md, so a partial
+`--set epochs=5,lr=5e-5,pooling=model` overrides a preset's settings for every task. Results are appended task by task to benchmarks/results/eval.md, so a partial
 run still leaves its figures.
 """
 from __future__ import annotations
@@ -125,6 +125,18 @@ def throughput(data: str, batch_size: int = 64, repeats: int = 3) -> dict[str, f
     return out
 
 
+def _value(text: str) -> int | float | str | None:
+    """A `--set` value: "all" -> None (whole train set), then int, float, or the string itself."""
+    if text == "all":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/glue"))
@@ -133,10 +145,8 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--seed", type=int, default=42, help="training seed (head init, data order, dropout)")
     parser.add_argument("--set", default="", metavar="KEY=VALUE,...",
-                        help="override the preset's settings, e.g. epochs=5,lr=5e-5,batch_size=16,method=full")
-    parser.add_argument("--pooling", choices=["auto", "model", "mean"],
-                        help="head for every task, overriding the preset (the ablation isolating the pooling "
-                             "effect): auto = mean pooling for this checkpoint; model = BERT's [CLS] pooler")
+                        help="override the preset's settings for every task, e.g. epochs=2.5,lr=5e-5,method=full,"
+                             "rows=all; pooling=model|mean is the head ablation (auto = mean for this checkpoint)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "eval.md"))
     parser.add_argument("--skip-throughput", action="store_true")
@@ -144,11 +154,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(text: str) -> None:  # results land task by task, so a partial run keeps its figures
+        with out.open("a") as f:
+            f.write(text)
+
     header = [f"\n## Run {time.strftime('%Y-%m-%d %H:%M')} - preset {args.preset}, torch threads {args.threads}, "
              f"{os.cpu_count()} CPU cores\n"]
     table = ["| Task | Metric | Dev (ours) | Published MiniLM-L6 | Target | Met | Time | Settings |",
              "|---|---|---|---|---|---|---|---|"]
-    out.open("a").write("\n".join(header) + "\n")
+    append("\n".join(header) + "\n")
     if not args.skip_throughput:
         t = throughput(args.data)
         text = (f"\nEval throughput, SST-2 dev (872 rows), batch 64, same LoRA MiniLM: tunesmith "
@@ -156,15 +171,11 @@ def main() -> None:
                 f"(x{t['tunesmith'] / t['trainer_pad128']:.2f}); Trainer.evaluate dynamic padding "
                 f"{t['trainer_dynamic']:.1f} ex/s (x{t['tunesmith'] / t['trainer_dynamic']:.2f}).\n")
         print(text, flush=True)
-        out.open("a").write(text)
-    out.open("a").write("\n".join(table) + "\n")
+        append(text)
+    append("\n".join(table) + "\n")
+    overrides = {key: _value(value) for key, value in (kv.split("=", 1) for kv in filter(None, args.set.split(",")))}
     for name in filter(None, args.tasks.split(",")):
-        setting = PRESETS[args.preset][name]
-        for key, value in (kv.split("=", 1) for kv in filter(None, args.set.split(","))):
-            kind = type(getattr(setting, key))
-            setting = replace(setting, **{key: None if value == "all" else (kind(value) if kind is not type(None) else int(value))})
-        if args.pooling:
-            setting = replace(setting, pooling=args.pooling)
+        setting = replace(PRESETS[args.preset][name], **overrides)
         metrics, seconds = finetune_task(name, args.data, setting, args.rank, args.seed)
         value = 100 * metrics[TARGET_METRIC[name]]
         extra = " / ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items()
@@ -172,7 +183,7 @@ def main() -> None:
         line = (f"| {name} | {TARGET_METRIC[name]} | {value:.1f}{' (' + extra + ')' if extra else ''} | "
                 f"{PUBLISHED[name] or '-'} | {TARGETS[name]} | {'yes' if value >= TARGETS[name] else 'no'} | "
                 f"{seconds:.0f} s ({metrics['train_steps']} steps) | {setting.describe(args.rank)}, seed {args.seed} |")
-        out.open("a").write(line + "\n")
+        append(line + "\n")
 
 if __name__ == "__main__":
     main()
