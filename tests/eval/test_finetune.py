@@ -2,6 +2,7 @@
 protocol on a nano decoder (fast) and on the real MiniLM encoder (slow)."""
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -94,3 +95,38 @@ def test_finetune_save_keeps_a_loadable_classifier(nano_lm, superglue_dir, tmp_p
         run={"dir": str(tmp_path / "run")})
     model = load_classifier(tmp_path / "run" / "classifiers" / "cb-seed3")
     assert model.config.num_labels == 3  # the decoder's own head (pooling auto -> model), adapter on
+
+
+def test_balanced_class_weights_follow_scikit_learn():
+    from sklearn.utils.class_weight import compute_class_weight
+    labels = [0] * 7 + [1] * 2 + [2]
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=np.array(labels))
+    assert finetune.balanced_weights(labels, 3).tolist() == pytest.approx(expected.tolist())
+    with pytest.raises(UserError, match=r"no example of label\(s\) \[1\]"):
+        finetune.balanced_weights([0, 0, 2], 3)
+
+
+def test_weighted_loss_is_class_weighted_cross_entropy():
+    logits = torch.tensor([[2.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    labels = torch.tensor([0, 1, 1])
+    weights = torch.tensor([3.0, 1.0])
+    per_row = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    expected = (per_row * weights[labels]).sum() / weights[labels].sum()
+    loss = finetune._weighted_loss(weights)({"logits": logits}, labels)
+    assert float(loss) == pytest.approx(float(expected))
+    assert float(loss) != pytest.approx(float(per_row.mean()))  # the weights change the loss
+
+
+def test_class_weights_balanced_trains_both_heads(nano_lm, superglue_dir, monkeypatch):
+    _, _, folder = nano_lm
+    seen = []
+    monkeypatch.setattr(finetune, "_weighted_loss", lambda w, real=finetune._weighted_loss: seen.append(w) or real(w))
+    data = {"benchmark": "superglue", "tasks": "cb", "dir": str(superglue_dir), "eval_limit": 8}
+    for pooling in ("model", "mean"):  # the decoder's own head; a mean-pooled head on the bare decoder
+        result = run(protocol="finetune", model={"path": str(folder)}, data=data,
+                     finetune={"max_steps": 2, "batch_size": 8, "max_length": 48, "class_weights": "balanced",
+                               "pooling": pooling})
+        assert result.tasks[0].seeds[0]["train_steps"] == 2
+    # CB train: 115 entailment, 119 contradiction, 16 neutral (the Hub's label order)
+    expected = [250 / (3 * 115), 250 / (3 * 119), 250 / (3 * 16)]
+    assert len(seen) == 2 and all(w.tolist() == pytest.approx(expected) for w in seen)

@@ -51,6 +51,10 @@ class FinetuneSection(Section):
     batch_size: int | None = Field(None, ge=1, description="training batch size (default: the task's)")
     train_limit: int | None = Field(None, ge=1, description="train on at most N rows (seeded subsample); "
                                                             "fewshot_finetune default 32")
+    class_weights: Literal["none", "balanced"] = Field(
+        "none", description="balanced: weight each class's cross-entropy by n / (classes * count), as "
+                            "scikit-learn's class_weight='balanced' (for skewed label sets such as CoLA, "
+                            "scored by MCC); none: plain cross-entropy")
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="share of steps spent warming up")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     seeds: list[int] = Field(default_factory=lambda: [42], description="one run per seed; the report gives "

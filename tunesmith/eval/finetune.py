@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 from datasets import Dataset
+import torch.nn.functional as F
 from torch import nn
 from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
@@ -106,6 +107,27 @@ def resolved_hparams(task: Task, cfg: FinetuneSection) -> dict[str, Any]:
             "max_steps": cfg.max_steps}
 
 
+def balanced_weights(labels: Sequence[int], num_labels: int) -> torch.Tensor:
+    """n / (classes * count) per class, scikit-learn's `class_weight="balanced"`.
+
+    >>> balanced_weights([0, 1, 1, 1], 2)
+    tensor([2.0000, 0.6667])
+    """
+    counts = torch.bincount(torch.tensor(labels, dtype=torch.long), minlength=num_labels).double()
+    if (counts == 0).any():
+        missing = [i for i, c in enumerate(counts.tolist()) if c == 0]
+        raise UserError(f"class_weights balanced: the train rows have no example of label(s) {missing}",
+                        field="finetune.class_weights", fix="use class_weights: none, or more train rows")
+    return (counts.sum() / (num_labels * counts)).float()
+
+
+def _weighted_loss(weights: torch.Tensor):
+    def loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        return F.cross_entropy(logits.float(), labels.long(), weight=weights.to(logits.device))
+    return loss
+
+
 def train(model: nn.Module, tokenizer: Any, task: Task, rows: Sequence[dict], cfg: FinetuneSection,
           seed: int, output_dir: str) -> dict[str, float]:
     """Fit `model` on `rows` with transformers' Trainer; returns the train summary."""
@@ -123,8 +145,12 @@ def train(model: nn.Module, tokenizer: Any, task: Task, rows: Sequence[dict], cf
         warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, lr_scheduler_type="linear",
         train_sampling_strategy="group_by_length", logging_steps=max(1, steps_per_epoch // 2),
         save_strategy="no", report_to=[], seed=seed, disable_tqdm=True, use_cpu=not torch.cuda.is_available())
+    loss = None
+    if cfg.class_weights == "balanced" and task.kind != "regression":
+        loss = _weighted_loss(balanced_weights([int(x.label) for x in instances], 2 if task.kind == "choice"
+                                               else task.num_labels))
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(features),
-                      data_collator=DataCollatorWithPadding(tokenizer))
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_loss_func=loss)
     out = trainer.train()
     return {"train_loss": float(out.training_loss), "train_steps": int(out.global_step),
             "train_seconds": float(out.metrics.get("train_runtime", 0.0))}
