@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from ..adapters.merge import merged_for_inference
 from ..core.errors import UserError
 from .batching import pad, sorted_batches
 from .tasks import Task, train_task
@@ -118,7 +119,7 @@ def loglikelihood(model: torch.nn.Module, tokenizer: Any, requests: Sequence[Req
     wanted: dict[int, int] = {}
     for seq_id, cont_ids in reads:
         wanted[seq_id] = max(wanted.get(seq_id, 0), len(cont_ids))
-    with torch.inference_mode():
+    with merged_for_inference(model), torch.inference_mode():  # a PeftModel scores at bare-model cost
         for batch in sorted_batches([len(s) for s in seqs], batch_size):
             inputs = [seqs[i][:-1] for i in batch]
             ids, mask = pad(inputs, pad_id)

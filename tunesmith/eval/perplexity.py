@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..adapters.merge import merged_for_inference
 from ..core.errors import UserError
 from .batching import pad
 
@@ -56,7 +57,7 @@ def perplexity(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], *, 
     total, count = 0.0, 0
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    with torch.inference_mode():
+    with merged_for_inference(model), torch.inference_mode():  # a PeftModel scores at bare-model cost
         for i in range(0, len(windows), batch_size):
             chunk = windows[i:i + batch_size]
             ids, mask = pad([stream[b:e] for b, e, _ in chunk], pad_id)
