@@ -9,6 +9,9 @@ numbers), and evaluation throughput of tunesmith's length-sorted dynamic-padding
 Presets fix train rows, epochs, max length, learning rate, method and head per task: `cpu`
 (the best recorded setting per task, picked on dev; ~2 h on 2 cores, two tasks at a time),
 `quick` (a smoke run), `full` (whole train sets, the tasks' usual epochs; not run here).
+RTE's `cpu` setting first fine-tunes fully on QNLI's labelled dev rows for 2 epochs (an
+intermediate task, as STILTs / RoBERTa's MNLI-initialised RTE; QNLI train is not in the shared
+data, and no RTE row is involved), then on RTE.
 `--set epochs=5,lr=5e-5,pooling=model` overrides a preset's settings for every task. Results are appended task by task to benchmarks/results/eval.md, so a partial
 run still leaves its figures.
 """
@@ -32,6 +35,7 @@ from tunesmith.adapters.artifacts import copy_tokenizer_files
 from tunesmith.eval import get_task, load_split, markdown_table, run
 from tunesmith.eval.config import FinetuneSection
 from tunesmith.eval.finetune import build_classifier, cast, finetune_and_score, load_tokenizer, scores
+from tunesmith.eval.loaders import split_path, subsample
 
 PUBLISHED = {"sst2": 91.5, "mrpc": 88.9, "cola": 47.5, "rte": 68.8, "stsb": None}  # MiniLM-L6-H384 paper table
 TARGETS = {"sst2": 88.0, "mrpc": 85.0, "stsb": 85.0, "cola": 35.0, "rte": 60.0}
@@ -52,8 +56,9 @@ class Setting:
     pooling: str = "auto"  # auto = mean pooling for this checkpoint; model = BERT's [CLS] pooler
     class_weights: str = "none"  # balanced = loss weighted by inverse class frequency
     layers: int = 0  # keep only the first N encoder layers (0 = all 6)
-    intermediate: str = ""  # first fine-tune fully on this GLUE task's labelled dev rows (e.g. qnli)
+    intermediate: str = ""  # first fine-tune fully on this GLUE task (its train split, else its dev rows)
     intermediate_epochs: float = 1
+    intermediate_rows: int | None = None  # None = all
 
     def finetune(self, rank: int, seed: int = 42) -> dict:
         return {"seeds": [seed], "train_limit": self.rows, "epochs": self.epochs, "max_length": self.max_length,
@@ -67,7 +72,8 @@ class Setting:
         extra = f", first {self.layers} layers" if self.layers else ""
         extra += ", balanced class weights" if self.class_weights == "balanced" else ""
         if self.intermediate:
-            extra += f", after {self.intermediate_epochs:g} ep full fine-tuning on {self.intermediate} dev"
+            extra += (f", after {self.intermediate_epochs:g} ep full fine-tuning on {self.intermediate_rows or 'all'} "
+                      f"labelled {self.intermediate} rows (its train split, else dev)")
         return (f"{self.rows or 'all'} train rows, {self.epochs:g} ep, max_len {self.max_length}, "
                 f"batch {self.batch_size}, lr {self.lr:g}, {method}, {head}{extra}")
 
@@ -75,7 +81,7 @@ class Setting:
 PRESETS = {
     "cpu": {"sst2": Setting(None, 1, 64, 1e-3), "cola": Setting(None, 5, 48, 5e-5, "full", 16, "model"),
             "stsb": Setting(None, 2, 96, 1e-3), "mrpc": Setting(None, 2, 128, 1e-3),
-            "rte": Setting(None, 2, 128, 5e-5, "full")},
+            "rte": Setting(None, 2, 128, 5e-5, "full", intermediate="qnli", intermediate_epochs=2)},
     "quick": {"sst2": Setting(2000, 1, 64, 1e-3), "cola": Setting(3000, 1, 48, 1e-3),
               "stsb": Setting(2000, 1, 96, 1e-3), "mrpc": Setting(1500, 1, 128, 1e-3),
               "rte": Setting(1000, 2, 160, 5e-4)},
@@ -98,6 +104,14 @@ def _with_st_files(source: str, folder: Path) -> str:
     return str(folder)
 
 
+def _intermediate_rows(name: str, data: str, limit: int | None, seed: int) -> tuple[list[dict], str]:
+    """An intermediate task's train rows, or its labelled dev rows where the train file is absent
+    (QNLI in the shared data); subsampled to `limit`."""
+    task = get_task("glue", name)
+    split = "train" if split_path(task, "train", data).is_file() else "validation"
+    return subsample(load_split(task, split, data_dir=data), limit, seed, task), split
+
+
 def starting_point(name: str, data: str, setting: Setting, seed: int, work: Path) -> str:
     """The checkpoint the task fine-tunes from: the original, its first `layers` layers, and/or
     after a full fine-tune on another task's labelled dev rows (STILTs-style intermediate task;
@@ -109,12 +123,13 @@ def starting_point(name: str, data: str, setting: Setting, seed: int, work: Path
         path = _with_st_files(path, work / "truncated")
     if setting.intermediate:
         task = get_task("glue", setting.intermediate)
-        rows = load_split(task, "validation", data_dir=data)
+        rows, split = _intermediate_rows(task.name, data, setting.intermediate_rows, seed)
         cfg = FinetuneSection(**{**setting.finetune(8, seed), "epochs": setting.intermediate_epochs,
-                                 "adapter": {"method": "full", "task": "seq_cls"}, "train_limit": None})
+                                 "adapter": {"method": "full", "task": "seq_cls"},
+                                 "train_limit": setting.intermediate_rows, "class_weights": "none"})
         start = time.perf_counter()
         metrics = finetune_and_score(path, task, rows, rows[:64], cfg, seed=seed, save_to=work / "intermediate")
-        print(f"intermediate {task.name}: {len(rows)} rows, loss {metrics['train_loss']:.3f}, "
+        print(f"intermediate {task.name}: {len(rows)} {split} rows, loss {metrics['train_loss']:.3f}, "
               f"{time.perf_counter() - start:.0f} s", flush=True)
         path = _with_st_files(path, work / "intermediate")
     return path
