@@ -108,3 +108,30 @@ def test_model_pooled_classifier_round_trips(tiny_bert, tmp_path):
 def test_mean_pooling_refuses_prompt_tuning(tiny_bert):
     with pytest.raises(UserError, match="pooling mean does not support"):
         build_classifier(str(tiny_bert), _cfg({"method": "prompt_tuning", "task": "seq_cls"}), 2, 0, "mean")
+
+
+def test_a_classifier_of_another_task_is_a_starting_point(tiny_bert, tmp_path):
+    """Intermediate-task training: a full fine-tune saved for a 3-label task starts a 2-label one
+    (encoder kept, head fresh because its size differs) and a 2-label one (head kept too)."""
+    full = _cfg({"method": "full", "task": "seq_cls"})
+    first = _randomize(build_classifier(str(tiny_bert), full, 3, 0, "model"))
+    folder = save_classifier(first, tmp_path / "nli3", full, base=tiny_bert)
+    second = build_classifier(str(folder), full, 2, 0, "model")
+    assert second.classifier.weight.shape == (2, 32)
+    for name, p in first.bert.named_parameters():
+        torch.testing.assert_close(p, second.bert.get_parameter(name), msg=name)
+    third = build_classifier(str(save_classifier(second, tmp_path / "nli2", full, base=tiny_bert)), full, 2, 0,
+                             "model")
+    torch.testing.assert_close(third.classifier.weight, second.classifier.weight)
+
+
+def test_a_full_mean_pooled_classifier_starts_another_task_mean_pooled(tiny_bert, tmp_path):
+    full = _cfg({"method": "full", "task": "seq_cls"})
+    first = _randomize(build_classifier(str(tiny_bert), full, 3, 0, "mean"))
+    folder = save_classifier(first, tmp_path / "nli3", full, base=tiny_bert)
+    assert resolve_pooling(folder, "auto") == "mean"  # its 1_Pooling/config.json says so
+    second = build_classifier(str(folder), full, 2, 0, "auto")
+    assert isinstance(second, MeanPoolClassifier) and second.classifier.out_features == 2
+    with torch.no_grad():
+        torch.testing.assert_close(second.encoder(**_batch()).last_hidden_state,
+                                   first.encoder(**_batch()).last_hidden_state)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from peft import (IA3Config, LoraConfig, PeftConfig, PeftModel, PrefixTuningConfig,
+from peft import (IA3Config, LoraConfig, PeftConfig, PrefixTuningConfig,
                   PromptTuningConfig, TaskType, VeraConfig, get_peft_model,
                   prepare_model_for_kbit_training)
 from torch import nn

@@ -14,7 +14,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
 from peft import PeftModel, get_peft_model_state_dict
 from safetensors.torch import save_file
 from torch import nn

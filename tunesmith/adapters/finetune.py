@@ -7,7 +7,6 @@ adapter folder (`adapter/`, loadable with stock PEFT). This is what the GLUE pro
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal

@@ -15,7 +15,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequence
 from ..core.errors import UserError
 from ..core.modelio import check_model_folder
 from .config import AdapterConfig
-from .targets import HEAD_NAMES, SEQ_CLS_HEAD_NAMES
+from .targets import HEAD_NAMES
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -75,7 +75,10 @@ def load_base(path: str | os.PathLike, adapter: AdapterConfig | None = None, *,
             model_config.problem_type = "regression"
         if getattr(model_config, "pad_token_id", None) is None:
             model_config.pad_token_id = getattr(model_config, "eos_token_id", None)
-        model = AutoModelForSequenceClassification.from_pretrained(path, config=model_config, **kwargs)
+        # a classifier folder from another task (intermediate-task training) keeps its head when the
+        # label count matches and gets a fresh one when it does not, as run_glue's --ignore_mismatched_sizes
+        model = AutoModelForSequenceClassification.from_pretrained(path, config=model_config,
+                                                                   ignore_mismatched_sizes=True, **kwargs)
     else:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if quant is not None:

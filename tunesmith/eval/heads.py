@@ -17,7 +17,8 @@ Saved folders stay standard. ``model``: the `tunesmith.adapters.save_adapter` la
 PEFT adapter with the head in `modules_to_save`, or a whole model folder for `method: full`).
 ``mean``: the encoder part saved stock - a PEFT adapter folder for the bare `AutoModel`
 (`adapter_config.json`, `adapter_model.safetensors`), or for `method: full` a model folder
-(`config.json`, `model.safetensors`) - plus `head.safetensors` (`weight`, `bias` of the linear
+(`config.json`, `model.safetensors`, and `1_Pooling/config.json` so that `auto` pooling
+reads it as mean-pooled when it starts another task) - plus `head.safetensors` (`weight`, `bias` of the linear
 layer) and `tunesmith_classifier.json` (pooling, num_labels, base). `load_classifier(folder)`
 rebuilds either kind:
 
@@ -133,6 +134,10 @@ def save_classifier(model: nn.Module, output: str | os.PathLike, adapter: Adapte
     output = Path(output)
     with atomic_dir(output) as tmp:
         model.encoder.save_pretrained(tmp, safe_serialization=True)
+        if adapter.method == "full":  # a whole encoder: a mean-pooling starting point for another task
+            (tmp / "1_Pooling").mkdir()
+            (tmp / "1_Pooling" / "config.json").write_text(json.dumps(
+                {"word_embedding_dimension": model.classifier.in_features, "pooling_mode_mean_tokens": True}))
         save_file({k: v.detach().contiguous() for k, v in model.classifier.state_dict().items()}, tmp / HEAD_FILE)
         copy_tokenizer_files(Path(base), tmp)
         record = {"pooling": "mean", "num_labels": model.num_labels, "dropout": model.dropout.p,
