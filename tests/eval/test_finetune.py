@@ -50,7 +50,7 @@ def test_task_defaults_and_overrides():
     assert finetune.resolved_hparams(sst2, FinetuneSection(lr=1e-3, max_length=32))["max_length"] == 32
 
 
-def test_finetune_protocol_on_a_nano_decoder(nano_lm, superglue_dir, tmp_path):
+def test_finetune_protocol_on_a_nano_decoder(nano_lm, superglue_dir, tmp_path, capsys):
     _, _, folder = nano_lm
     result = run(protocol="fewshot_finetune", model={"path": str(folder)},
                  data={"benchmark": "superglue", "tasks": "cb,copa", "dir": str(superglue_dir), "eval_limit": 12},
@@ -59,6 +59,7 @@ def test_finetune_protocol_on_a_nano_decoder(nano_lm, superglue_dir, tmp_path):
     cb, copa = result.tasks
     assert len(cb.seeds) == 2 and cb.score_std is not None
     assert all(s["train_steps"] == 2 for s in cb.seeds) and copa.n == 12
+    assert "loss" not in capsys.readouterr().out  # no Trainer log dicts on stdout (--json stays JSON)
     assert cb.score == pytest.approx(sum(100 * (s["f1"] + s["accuracy"]) / 2 for s in cb.seeds) / 2)
 
 

@@ -55,3 +55,17 @@ def test_existing_run_dir_is_not_clobbered(tmp_path):
     proc = run_cli("pretrain", "--run.dir", str(run))
     assert_user_error(proc, "already exists", "--resume")
     assert [p.name for p in run.iterdir()] == ["keep.txt"]
+
+
+
+def test_json_output_is_one_json_document(tmp_path):
+    """`--json` prints the result and nothing else on stdout: no Trainer log dicts (they go to
+    metrics.jsonl, the progress bar to stderr)."""
+    import json
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_config(tmp_path, write_corpus(tmp_path / "c.txt"))))
+    proc = run_cli("pretrain", str(recipe), "--json", env={"TRANSFORMERS_VERBOSITY": "warning"})  # as a user has it
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["model_path"].endswith("model")
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "loss" in r] == [5, 10]

@@ -18,6 +18,7 @@ from pydantic import Field
 from transformers import (AutoTokenizer, DataCollatorWithPadding, Trainer, TrainerCallback,
                           TrainingArguments)
 
+from ..core.callbacks import console_progress
 from ..core.config import Section, coerce
 from ..core.errors import UserError
 from ..core.rundir import RunDir
@@ -177,11 +178,11 @@ def finetune(config: FinetuneConfig | dict | None = None, *, train_dataset: Data
         weight_decay=cfg.train.weight_decay, warmup_steps=cfg.train.warmup_ratio,
         logging_steps=cfg.train.logging_steps, eval_strategy="epoch" if eval_ds is not None else "no",
         save_strategy="no", report_to="none", seed=cfg.train.seed, use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0, disable_tqdm=True)
+        dataloader_num_workers=0)
     optimizer = build_optimizer(model, adapter, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=DataCollatorWithPadding(tokenizer), optimizers=(optimizer, None),
-                      compute_metrics=_metrics(regression), callbacks=[_MetricsToRunDir(run)])
+    trainer = console_progress(Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                                       data_collator=DataCollatorWithPadding(tokenizer), optimizers=(optimizer, None),
+                                       compute_metrics=_metrics(regression), callbacks=[_MetricsToRunDir(run)]))
     train_out = trainer.train()
     metrics = {"train_loss": train_out.training_loss}
     if eval_ds is not None:

@@ -17,9 +17,10 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from transformers import PrinterCallback, set_seed
+from transformers import set_seed
 
 from ..adapters import AdapterConfig
+from ..core.callbacks import console_progress
 from ..core.config import Section, coerce
 from ..core.device import pick_dtype
 from ..core.errors import UserError
@@ -107,7 +108,7 @@ def distill(config: DistillConfig | dict | str | None = None, **sections: Any) -
     trainer = GKDTrainer(model=student, teacher_model=teacher, args=args, train_dataset=train_ds,
                          processing_class=tok, callbacks=callbacks(run, cfg.train.batch_size * d.max_length, cfg.train))
     keep_adapter_dtype(trainer.model, cfg.adapter)
-    trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl
+    console_progress(trainer)  # a bar on stderr; metrics go to metrics.jsonl
     trainer.generation_config.eos_token_id = end_of_turn_ids(tok)  # on-policy samples stop at the turn's end
     return train_and_save(trainer, run, cfg, metrics, resume_checkpoint(run, cfg.run), lambda model: {
         "after/kl_teacher_student": heldout_kl(model, teacher, tok, heldout, d.max_length)})

@@ -25,9 +25,10 @@ from typing import Any, Literal
 
 import trl
 from pydantic import Field
-from transformers import PrinterCallback, set_seed
+from transformers import set_seed
 
 from ..adapters import AdapterConfig
+from ..core.callbacks import console_progress
 from ..core.config import Section, coerce
 from ..core.device import pick_dtype
 from ..core.distributed import main_process_first, world_size
@@ -213,7 +214,7 @@ def run_preference(cfg: _PreferenceConfig, stage: str) -> StageResult:
         train_ds, eval_ds = (_shared(run, name, ds) for name, ds in (("train", train_ds), ("eval", eval_ds)))
     trainer = _trainer(cfg, stage, model, tok, run, dtype, train_ds, eval_ds)
     keep_adapter_dtype(trainer.model, cfg.adapter)
-    trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl
+    console_progress(trainer)  # a bar on stderr; metrics go to metrics.jsonl
     for cb in callbacks(run, _tokens_per_step(trainer, cfg.train.batch_size), cfg.train):
         trainer.add_callback(cb)
 

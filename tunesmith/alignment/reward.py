@@ -11,9 +11,10 @@ from __future__ import annotations
 
 
 from pydantic import Field
-from transformers import PrinterCallback, set_seed
+from transformers import set_seed
 
 from ..adapters import AdapterConfig
+from ..core.callbacks import console_progress
 from ..core.config import Section, coerce
 from ..core.device import pick_dtype
 from ..core.errors import UserError
@@ -89,7 +90,7 @@ def reward(config: RewardConfig | dict | str | None = None, **sections) -> Stage
                             eval_dataset=data["validation"], processing_class=tok,
                             callbacks=callbacks(run, cfg.train.batch_size * (cfg.reward.max_length or 512), cfg.train))
     keep_adapter_dtype(trainer.model, cfg.adapter)
-    trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl
+    console_progress(trainer)  # a bar on stderr; metrics go to metrics.jsonl
     metrics: dict = _dropped(data, trainer)
     resume_from = resume_checkpoint(run, cfg.run)
     if resume_from is None:

@@ -28,9 +28,10 @@ from typing import Any, Callable, Literal, Sequence
 
 import torch
 from pydantic import Field
-from transformers import PrinterCallback, set_seed
+from transformers import set_seed
 
 from ..adapters import AdapterConfig
+from ..core.callbacks import console_progress
 from ..core.config import Section, coerce
 from ..core.device import pick_dtype
 from ..core.errors import UserError
@@ -143,7 +144,7 @@ def rlhf(config: RLHFConfig | dict | str | None = None, *, reward_funcs: Sequenc
                           processing_class=tok, reward_processing_classes=_reward_tokenizers(funcs, tok),
                           callbacks=callbacks(run, tokens_per_step, cfg.train))
     keep_adapter_dtype(trainer.model, cfg.adapter)
-    trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl
+    console_progress(trainer)  # a bar on stderr; metrics go to metrics.jsonl
     return train_and_save(trainer, run, cfg, metrics, resume_checkpoint(run, cfg.run), lambda model: {
         **_last_logged(trainer.state.log_history, ("kl", "reward", "entropy")),
         **heldout_reward(model, tok, heldout, funcs, names, weights, cfg, "after/")})

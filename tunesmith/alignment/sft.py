@@ -21,9 +21,10 @@ from typing import Any, Literal
 
 import trl
 from pydantic import Field
-from transformers import PrinterCallback, set_seed
+from transformers import set_seed
 
 from ..adapters import AdapterConfig
+from ..core.callbacks import console_progress
 from ..core.config import Section, coerce
 from ..core.device import pick_dtype
 from ..core.distributed import main_process_first
@@ -180,7 +181,7 @@ def sft(config: SFTConfig | dict | str | Path | None = None, **sections: Any) ->
                              train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tok)
     keep_adapter_dtype(trainer.model, cfg.adapter)
     metrics["tokens_per_step"] = _tokens_per_step(trainer.train_dataset, cfg.train.batch_size)
-    trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl
+    console_progress(trainer)  # a bar on stderr; metrics go to metrics.jsonl
     for cb in callbacks(run, metrics["tokens_per_step"], cfg.train):
         trainer.add_callback(cb)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from transformers import TrainerCallback
+from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback
 
 from .rundir import RunDir
 
@@ -75,3 +75,28 @@ def training_callbacks(run: RunDir, train, tokens_per_step: int) -> list[Trainer
 
     return [MetricsLogger(run, tokens_per_step), MarkComplete(), NonFiniteGuard(run, train.on_nonfinite),
             *report_callbacks(train.report_to, run.path)]
+
+
+class ProgressBar(ProgressCallback):
+    """transformers' progress bar (stderr; off under `--quiet`/`--json` via TQDM_DISABLE) with
+    the latest loss, grad norm and learning rate as its postfix, instead of echoing every log
+    dict to stdout: stdout carries only the result, so `--json` prints one JSON document, and
+    the metrics themselves are in metrics.jsonl."""
+
+    SHOWN = ("loss", "eval_loss", "grad_norm", "learning_rate")
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if not state.is_world_process_zero or self.training_bar is None or not logs:
+            return
+        shown = {k: f"{v:.4g}" for k, v in logs.items() if k in self.SHOWN and isinstance(v, (int, float))}
+        if shown:
+            self.training_bar.set_postfix(shown, refresh=False)
+
+
+def console_progress(trainer: Trainer) -> Trainer:
+    """Swap the Trainer's console callbacks (PrinterCallback under `disable_tqdm`, or the stock
+    progress bar) for `ProgressBar`."""
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(ProgressBar())
+    return trainer

@@ -32,6 +32,7 @@ from torch import nn
 from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
 from ..adapters.merge import merged_for_inference
+from ..core.callbacks import console_progress
 from ..core.errors import UserError
 from .batching import pad, sorted_batches
 from .config import FinetuneSection
@@ -144,13 +145,13 @@ def train(model: nn.Module, tokenizer: Any, task: Task, rows: Sequence[dict], cf
         learning_rate=hp["lr"], per_device_train_batch_size=hp["batch_size"],
         warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, lr_scheduler_type="linear",
         train_sampling_strategy="group_by_length", logging_steps=max(1, steps_per_epoch // 2),
-        save_strategy="no", report_to=[], seed=seed, disable_tqdm=True, use_cpu=not torch.cuda.is_available())
+        save_strategy="no", report_to=[], seed=seed, use_cpu=not torch.cuda.is_available())
     loss = None
     if cfg.class_weights == "balanced" and task.kind != "regression":
         loss = _weighted_loss(balanced_weights([int(x.label) for x in instances], 2 if task.kind == "choice"
                                                else task.num_labels))
-    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(features),
-                      data_collator=DataCollatorWithPadding(tokenizer), compute_loss_func=loss)
+    trainer = console_progress(Trainer(model=model, args=args, train_dataset=Dataset.from_list(features),
+                                       data_collator=DataCollatorWithPadding(tokenizer), compute_loss_func=loss))
     out = trainer.train()
     return {"train_loss": float(out.training_loss), "train_steps": int(out.global_step),
             "train_seconds": float(out.metrics.get("train_runtime", 0.0))}

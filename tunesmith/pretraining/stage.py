@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig, PrinterCallback, TrainingArguments, set_seed
+from transformers import GenerationConfig, TrainingArguments, set_seed
 
-from ..core.callbacks import training_callbacks
+from ..core.callbacks import console_progress, training_callbacks
 from ..core.checkpoints import last_checkpoint
 from ..core.config import coerce
 from ..core.device import pick_dtype
@@ -159,7 +159,7 @@ def _trainer(cfg: PretrainConfig, run: RunDir, model, tokenizer, data, dtype: st
     trainer = PretrainTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.validation,
                               processing_class=tokenizer, curriculum_sampler=sampler,
                               callbacks=training_callbacks(run, t, t.batch_size * cfg.data.block_size))
-    trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl; progress is the tqdm bar
+    console_progress(trainer)  # a bar on stderr; metrics go to metrics.jsonl
     return trainer
 
 
