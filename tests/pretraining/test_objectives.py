@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 from tunesmith.pretraining.curriculum import CurriculumSampler, competence
-from tunesmith.pretraining.mtp import HEADS_FILE, attach_heads, causal_lm_losses, load_heads, shifted_ce
+from tunesmith.pretraining.mtp import HEADS_FILE, attach_heads, causal_lm_losses, load_heads
 from tunesmith.pretraining.presets import build_model
 
 from helpers import tiny_config, write_corpus
