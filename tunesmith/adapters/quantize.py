@@ -70,9 +70,10 @@ def load_base(path: str | os.PathLike, adapter: AdapterConfig | None = None, *,
         if num_labels is None:
             raise UserError("a seq_cls base needs num_labels", field="num_labels",
                             fix="pass the number of classes (1 for regression)")
-        model_config = AutoConfig.from_pretrained(path, num_labels=num_labels)
-        if num_labels == 1:
-            model_config.problem_type = "regression"
+        model_config = AutoConfig.from_pretrained(path)
+        model_config.problem_type = None  # a classifier folder of another task records its own
+        model_config.num_labels = num_labels
+        model_config.problem_type = "regression" if num_labels == 1 else None
         if getattr(model_config, "pad_token_id", None) is None:
             model_config.pad_token_id = getattr(model_config, "eos_token_id", None)
         # a classifier folder from another task (intermediate-task training) keeps its head when the

@@ -94,9 +94,10 @@ class ProgressBar(ProgressCallback):
 
 
 def console_progress(trainer: Trainer) -> Trainer:
-    """Swap the Trainer's console callbacks (PrinterCallback under `disable_tqdm`, or the stock
-    progress bar) for `ProgressBar`."""
+    """Drop the log-printing `PrinterCallback` (what `disable_tqdm` gives: no bar then) and swap
+    the stock progress bar, where there is one, for `ProgressBar` (a notebook's own display stays)."""
     trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(ProgressBar())
+    if any(type(cb) is ProgressCallback for cb in trainer.callback_handler.callbacks):
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(ProgressBar())
     return trainer

@@ -109,23 +109,26 @@ def resolved_hparams(task: Task, cfg: FinetuneSection) -> dict[str, Any]:
 
 
 def balanced_weights(labels: Sequence[int], num_labels: int) -> torch.Tensor:
-    """n / (classes * count) per class, scikit-learn's `class_weight="balanced"`.
+    """n / (classes * count) per class, scikit-learn's `class_weight="balanced"`; a class absent
+    from `labels` (a 32-row few-shot draw) gets 0 and the others share n over the present ones.
 
     >>> balanced_weights([0, 1, 1, 1], 2)
     tensor([2.0000, 0.6667])
     """
     counts = torch.bincount(torch.tensor(labels, dtype=torch.long), minlength=num_labels).double()
-    if (counts == 0).any():
-        missing = [i for i, c in enumerate(counts.tolist()) if c == 0]
-        raise UserError(f"class_weights balanced: the train rows have no example of label(s) {missing}",
-                        field="finetune.class_weights", fix="use class_weights: none, or more train rows")
-    return (counts.sum() / (num_labels * counts)).float()
+    present = int((counts > 0).sum())
+    return torch.where(counts > 0, counts.sum() / (present * counts.clamp(min=1)), 0.0).float()
 
 
 def _weighted_loss(weights: torch.Tensor):
+    """Class-weighted cross-entropy summed over the rows and divided by the rows in the step
+    (`num_items_in_batch`, across gradient accumulation and devices, as transformers' own
+    losses do; the batch's rows when it is not given): the weighted empirical risk."""
     def loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-        return F.cross_entropy(logits.float(), labels.long(), weight=weights.to(logits.device))
+        labels = labels.long()
+        per_row = F.cross_entropy(logits.float(), labels, reduction="none") * weights.to(logits.device)[labels]
+        return per_row.sum() / (num_items_in_batch if num_items_in_batch is not None else labels.numel())
     return loss
 
 
