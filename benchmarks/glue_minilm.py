@@ -209,7 +209,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42, help="training seed (head init, data order, dropout)")
     parser.add_argument("--set", default="", metavar="KEY=VALUE,...",
                         help="override the preset's settings for every task, e.g. epochs=2.5,lr=5e-5,method=full,"
-                             "rows=all; pooling=model|mean is the head ablation (auto = mean for this checkpoint)")
+                             "rows=all; pooling=model|mean is the head ablation (auto = mean for this checkpoint); "
+                             "class_weights=balanced; layers=5 (first N layers only); intermediate=qnli,"
+                             "intermediate_epochs=2,intermediate_rows=20000 (a full fine-tune on another task first)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "eval.md"))
     parser.add_argument("--skip-throughput", action="store_true")
