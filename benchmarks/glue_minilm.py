@@ -105,18 +105,16 @@ def _with_st_files(source: str, folder: Path, pooling: bool) -> str:
     return str(folder)
 
 
-def _intermediate_rows(name: str, data: str, limit: int | None, seed: int) -> tuple[list[dict], str]:
+def _intermediate_rows(task, data: str, limit: int | None, seed: int) -> tuple[list[dict], str]:
     """An intermediate task's train rows, or its labelled dev rows where the train file is absent
     (QNLI in the shared data); subsampled to `limit`."""
-    task = get_task("glue", name)
     split = "train" if split_path(task, "train", data).is_file() else "validation"
     return subsample(load_split(task, split, data_dir=data), limit, seed, task), split
 
 
-def starting_point(name: str, data: str, setting: Setting, seed: int, work: Path) -> str:
-    """The checkpoint the task fine-tunes from: the original, its first `layers` layers, and/or
-    after a full fine-tune on another task's labelled dev rows (STILTs-style intermediate task;
-    only QNLI's dev split is in the shared data)."""
+def starting_point(data: str, setting: Setting, seed: int, work: Path) -> str:
+    """The checkpoint a task fine-tunes from: the original, its first `layers` layers, and/or
+    after a full fine-tune on another task's labelled rows (STILTs-style intermediate task)."""
     path = model_path()
     if setting.layers:
         encoder = AutoModel.from_pretrained(path, num_hidden_layers=setting.layers, dtype=torch.float32)
@@ -124,10 +122,9 @@ def starting_point(name: str, data: str, setting: Setting, seed: int, work: Path
         path = _with_st_files(path, work / "truncated", pooling=True)
     if setting.intermediate:
         task = get_task("glue", setting.intermediate)
-        rows, split = _intermediate_rows(task.name, data, setting.intermediate_rows, seed)
+        rows, split = _intermediate_rows(task, data, setting.intermediate_rows, seed)
         cfg = FinetuneSection(**{**setting.finetune(8, seed), "epochs": setting.intermediate_epochs,
-                                 "adapter": {"method": "full", "task": "seq_cls"},
-                                 "train_limit": setting.intermediate_rows, "class_weights": "none"})
+                                 "adapter": {"method": "full", "task": "seq_cls"}, "class_weights": "none"})
         start = time.perf_counter()
         metrics = finetune_and_score(path, task, rows, rows[:64], cfg, seed=seed, save_to=work / "intermediate")
         print(f"intermediate {task.name}: {len(rows)} {split} rows, loss {metrics['train_loss']:.3f}, "
@@ -139,7 +136,7 @@ def starting_point(name: str, data: str, setting: Setting, seed: int, work: Path
 def finetune_task(name: str, data: str, setting: Setting, rank: int, seed: int) -> tuple[dict, float]:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="glue-minilm-") as work:
-        path = starting_point(name, data, setting, seed, Path(work))
+        path = starting_point(data, setting, seed, Path(work))
         result = run(protocol="finetune", model={"path": path}, data={"tasks": name, "dir": data},
                      finetune=setting.finetune(rank, seed))
     seconds = time.perf_counter() - start

@@ -130,8 +130,9 @@ def test_prompt_tuning_cannot_merge(nano_folder, tmp_path):
 
 
 def test_merged_for_inference_leaves_16_bit_bases_unfolded(nano_folder):
-    """bf16 W + BA - BA is not W (measured: 7.6 % of weights changed after 10 cycles), so 16-bit
-    bases are scored unfolded and come back bit-identical."""
+    """bf16 W + BA - BA is not W (measured on this nano llama with these LoRA weights: 10 fold/unfold
+    cycles changed 74 % of the base weights, by up to 2e-2), so 16-bit bases are scored unfolded and
+    come back bit-identical."""
     cfg = AdapterConfig(method="lora", rank=4)
     model = apply(load_base(nano_folder, cfg, dtype="bfloat16"), cfg)
     with torch.no_grad():

@@ -57,7 +57,6 @@ def test_existing_run_dir_is_not_clobbered(tmp_path):
     assert [p.name for p in run.iterdir()] == ["keep.txt"]
 
 
-
 def test_json_output_is_one_json_document(tmp_path):
     """`--json` prints the result and nothing else on stdout: no Trainer log dicts (they go to
     metrics.jsonl, the progress bar to stderr)."""

@@ -71,7 +71,9 @@ def load_base(path: str | os.PathLike, adapter: AdapterConfig | None = None, *,
             raise UserError("a seq_cls base needs num_labels", field="num_labels",
                             fix="pass the number of classes (1 for regression)")
         model_config = AutoConfig.from_pretrained(path)
-        model_config.problem_type = None  # a classifier folder of another task records its own
+        # a classifier folder of another task records its problem_type, which the new label count
+        # may contradict (transformers validates the pair): clear it before changing num_labels
+        model_config.problem_type = None
         model_config.num_labels = num_labels
         model_config.problem_type = "regression" if num_labels == 1 else None
         if getattr(model_config, "pad_token_id", None) is None:

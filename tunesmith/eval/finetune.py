@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from datasets import Dataset
 import torch.nn.functional as F
+from datasets import Dataset
 from torch import nn
 from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
@@ -151,8 +151,7 @@ def train(model: nn.Module, tokenizer: Any, task: Task, rows: Sequence[dict], cf
         save_strategy="no", report_to=[], seed=seed, use_cpu=not torch.cuda.is_available())
     loss = None
     if cfg.class_weights == "balanced" and task.kind != "regression":
-        loss = _weighted_loss(balanced_weights([int(x.label) for x in instances], 2 if task.kind == "choice"
-                                               else task.num_labels))
+        loss = _weighted_loss(balanced_weights([int(x.label) for x in instances], task.num_labels))
     trainer = console_progress(Trainer(model=model, args=args, train_dataset=Dataset.from_list(features),
                                        data_collator=DataCollatorWithPadding(tokenizer), compute_loss_func=loss))
     out = trainer.train()

@@ -48,6 +48,7 @@ from ..core.rundir import atomic_dir
 
 POOLINGS = ("auto", "model", "mean")
 RECORD = "tunesmith_classifier.json"
+ST_POOLING = Path("1_Pooling") / "config.json"  # sentence-transformers' pooling config
 HEAD_FILE = "head.safetensors"
 
 
@@ -86,7 +87,7 @@ def resolve_pooling(model_path: str | os.PathLike, pooling: str) -> str:
                         fix=f"choose one of {', '.join(POOLINGS)}")
     if pooling != "auto":
         return pooling
-    st = Path(model_path) / "1_Pooling" / "config.json"
+    st = Path(model_path) / ST_POOLING
     if st.is_file() and json.loads(st.read_text()).get("pooling_mode_mean_tokens"):
         return "mean"
     return "model"
@@ -135,8 +136,8 @@ def save_classifier(model: nn.Module, output: str | os.PathLike, adapter: Adapte
     with atomic_dir(output) as tmp:
         model.encoder.save_pretrained(tmp, safe_serialization=True)
         if adapter.method == "full":  # a whole encoder: a mean-pooling starting point for another task
-            (tmp / "1_Pooling").mkdir()
-            (tmp / "1_Pooling" / "config.json").write_text(json.dumps(
+            (tmp / ST_POOLING).parent.mkdir()
+            (tmp / ST_POOLING).write_text(json.dumps(
                 {"word_embedding_dimension": model.classifier.in_features, "pooling_mode_mean_tokens": True}))
         save_file({k: v.detach().contiguous() for k, v in model.classifier.state_dict().items()}, tmp / HEAD_FILE)
         copy_tokenizer_files(Path(base), tmp)
