@@ -56,6 +56,7 @@ class Setting:
     pooling: str = "auto"  # auto = mean pooling for this checkpoint; model = BERT's [CLS] pooler
     class_weights: str = "none"  # balanced = loss weighted by inverse class frequency
     layers: int = 0  # keep only the first N encoder layers (0 = all 6)
+    llrd: float = 1.0  # layer-wise lr decay (finetune.layer_lr_decay)
     intermediate: str = ""  # first fine-tune fully on this GLUE task (its train split, else its dev rows)
     intermediate_epochs: float = 1
     intermediate_rows: int | None = None  # None = all
@@ -63,7 +64,7 @@ class Setting:
     def finetune(self, rank: int, seed: int = 42) -> dict:
         return {"seeds": [seed], "train_limit": self.rows, "epochs": self.epochs, "max_length": self.max_length,
                 "lr": self.lr, "batch_size": self.batch_size, "pooling": self.pooling,
-                "class_weights": self.class_weights,
+                "class_weights": self.class_weights, "layer_lr_decay": self.llrd,
                 "adapter": {"method": self.method, "rank": rank, "alpha": 2 * rank, "task": "seq_cls"}}
 
     def describe(self, rank: int) -> str:
@@ -71,6 +72,7 @@ class Setting:
         head = {"auto": "mean pooling", "mean": "mean pooling", "model": "[CLS] pooler head"}[self.pooling]
         extra = f", first {self.layers} layers" if self.layers else ""
         extra += ", balanced class weights" if self.class_weights == "balanced" else ""
+        extra += f", layer-wise lr decay {self.llrd:g}" if self.llrd != 1.0 else ""
         if self.intermediate:
             extra += (f", after {self.intermediate_epochs:g} ep full fine-tuning on {self.intermediate_rows or 'all'} "
                       f"labelled {self.intermediate} rows (its train split, else dev)")

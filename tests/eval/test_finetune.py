@@ -139,3 +139,20 @@ def test_class_weights_balanced_trains_both_heads(nano_lm, superglue_dir, monkey
     expected = [250 / (3 * 115), 250 / (3 * 119), 250 / (3 * 16)]
     assert len(seen) == 2 and all(w.tolist() == pytest.approx(expected) for w in seen)
     assert len(calls) == 4  # the Trainer computed every step's loss with it
+
+
+def test_layer_lr_decay_reaches_the_optimizer(nano_lm, superglue_dir, monkeypatch):
+    _, _, folder = nano_lm
+    trainers = []
+
+    def spy(trainer, decay, real=finetune.use_layer_lr_decay):
+        trainers.append(trainer)
+        return real(trainer, decay)
+    monkeypatch.setattr(finetune, "use_layer_lr_decay", spy)
+    data = {"benchmark": "superglue", "tasks": "cb", "dir": str(superglue_dir), "eval_limit": 8}
+    run(protocol="finetune", model={"path": str(folder)}, data=data,
+        finetune={"max_steps": 1, "batch_size": 8, "max_length": 48, "lr": 1e-3, "layer_lr_decay": 0.5,
+                  "adapter": {"method": "full"}})
+    peaks = sorted({g["initial_lr"] for g in trainers[0].optimizer.param_groups})
+    layers = trainers[0].model.config.num_hidden_layers
+    assert peaks == pytest.approx([1e-3 * 0.5 ** k for k in range(layers + 1, -1, -1)])

@@ -55,6 +55,10 @@ class FinetuneSection(Section):
         "none", description="balanced: weight each class's cross-entropy by n / (classes * count), as "
                             "scikit-learn's class_weight='balanced' (for skewed label sets such as CoLA, "
                             "scored by MCC); none: plain cross-entropy")
+    layer_lr_decay: float = Field(1.0, gt=0, le=1, description="layer-wise learning-rate decay: the head "
+                                  "trains at lr, each block below at this times the rate of the block "
+                                  "above, the embeddings least (ELECTRA/DeBERTa GLUE recipes use 0.8-0.9); "
+                                  "1 = one rate for all")
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="share of steps spent warming up")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     seeds: list[int] = Field(default_factory=lambda: [42], description="one run per seed; the report gives "

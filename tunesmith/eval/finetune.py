@@ -34,6 +34,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, Traini
 from ..adapters.merge import merged_for_inference
 from ..core.callbacks import console_progress
 from ..core.errors import UserError
+from ..core.layer_decay import use_layer_lr_decay
 from .batching import pad, sorted_batches
 from .config import FinetuneSection
 from .heads import build_classifier, save_classifier
@@ -154,6 +155,7 @@ def train(model: nn.Module, tokenizer: Any, task: Task, rows: Sequence[dict], cf
         loss = _weighted_loss(balanced_weights([int(x.label) for x in instances], task.num_labels))
     trainer = console_progress(Trainer(model=model, args=args, train_dataset=Dataset.from_list(features),
                                        data_collator=DataCollatorWithPadding(tokenizer), compute_loss_func=loss))
+    use_layer_lr_decay(trainer, cfg.layer_lr_decay)
     out = trainer.train()
     return {"train_loss": float(out.training_loss), "train_steps": int(out.global_step),
             "train_seconds": float(out.metrics.get("train_runtime", 0.0))}
