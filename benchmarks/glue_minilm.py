@@ -12,7 +12,8 @@ Presets fix train rows, epochs, max length, learning rate, method and head per t
 RTE's `cpu` setting first fine-tunes fully on QNLI's labelled dev rows for 2 epochs (an
 intermediate task, as STILTs / RoBERTa's MNLI-initialised RTE; QNLI train is not in the shared
 data, and no RTE row is involved), then on RTE.
-`--set epochs=5,lr=5e-5,pooling=model` overrides a preset's settings for every task. Results are appended task by task to benchmarks/results/eval.md, so a partial
+`tapt_epochs` first continues masked-LM pretraining on the task's own train sentences (TAPT,
+labels unused). `--set epochs=5,lr=5e-5,pooling=model` overrides a preset's settings for every task. Results are appended task by task to benchmarks/results/eval.md, so a partial
 run still leaves its figures.
 """
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Setting:
     intermediate: str = ""  # first fine-tune fully on this GLUE task (its train split, else its dev rows)
     intermediate_epochs: float = 1
     intermediate_rows: int | None = None  # None = all
+    tapt_epochs: float = 0  # first continue masked-LM pretraining on the task's own train sentences (TAPT)
 
     def finetune(self, rank: int, seed: int = 42) -> dict:
         return {"seeds": [seed], "train_limit": self.rows, "epochs": self.epochs, "max_length": self.max_length,
@@ -73,6 +75,8 @@ class Setting:
         extra = f", first {self.layers} layers" if self.layers else ""
         extra += ", balanced class weights" if self.class_weights == "balanced" else ""
         extra += f", layer-wise lr decay {self.llrd:g}" if self.llrd != 1.0 else ""
+        if self.tapt_epochs:
+            extra += f", after {self.tapt_epochs:g} ep masked-LM on the task's train sentences (TAPT)"
         if self.intermediate:
             extra += (f", after {self.intermediate_epochs:g} ep full fine-tuning on {self.intermediate_rows or 'all'} "
                       f"labelled {self.intermediate} rows (its train split, else dev)")
@@ -114,14 +118,62 @@ def _intermediate_rows(task, data: str, limit: int | None, seed: int) -> tuple[l
     return subsample(load_split(task, split, data_dir=data), limit, seed, task), split
 
 
-def starting_point(data: str, setting: Setting, seed: int, work: Path) -> str:
-    """The checkpoint a task fine-tunes from: the original, its first `layers` layers, and/or
-    after a full fine-tune on another task's labelled rows (STILTs-style intermediate task)."""
+class MaskedLM(torch.nn.Module):
+    """encoder -> MLM head on the masked positions only (the 30k-way projection of the other 85 %
+    of tokens is wasted work on a CPU)."""
+
+    def __init__(self, mlm: torch.nn.Module):
+        super().__init__()
+        self.bert, self.cls = mlm.bert, mlm.cls
+
+    def forward(self, input_ids, attention_mask, labels, token_type_ids=None):
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                           token_type_ids=token_type_ids).last_hidden_state
+        masked = labels != -100
+        return {"loss": torch.nn.functional.cross_entropy(self.cls(hidden[masked]), labels[masked])}
+
+
+def task_adaptive_pretraining(path: str, task_name: str, data: str, epochs: float, seed: int,
+                              work: Path) -> str:
+    """Masked-LM on the task's train sentences, labels unused (TAPT, Gururangan et al. 2020): a
+    fresh MLM head on the encoder, 15 % masking, lr 1e-4, batch 32; returns the encoder saved
+    with the checkpoint's own [CLS] pooler."""
+    from datasets import Dataset
+    from transformers import (AutoModelForMaskedLM, DataCollatorForLanguageModeling, Trainer,
+                              TrainingArguments)
+
+    task = get_task("glue", task_name)
+    texts = [(x.text_a, x.text_b) for x in cast(task, load_split(task, "train", data_dir=data))]
+    tok = load_tokenizer(path)
+    features = Dataset.from_list([dict(tok(a, b, truncation=True, max_length=128)) for a, b in texts])
+    mlm = AutoModelForMaskedLM.from_pretrained(path, dtype=torch.float32)
+    args = TrainingArguments(output_dir=str(work / "tapt-run"), num_train_epochs=epochs, learning_rate=1e-4,
+                             per_device_train_batch_size=32, warmup_steps=0.06, weight_decay=0.01,
+                             save_strategy="no", report_to=[], seed=seed, use_cpu=True,
+                             logging_steps=100, disable_tqdm=True)
+    start = time.perf_counter()
+    out = Trainer(model=MaskedLM(mlm), args=args, train_dataset=features,
+                  data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=0.15, seed=seed)).train()
+    print(f"TAPT {task_name}: {len(texts)} sentences, {epochs:g} ep, MLM loss {out.training_loss:.3f}, "
+          f"{time.perf_counter() - start:.0f} s", flush=True)
+    encoder = AutoModel.from_pretrained(path, dtype=torch.float32)  # keeps the checkpoint's pooler
+    missing, unexpected = encoder.load_state_dict(mlm.bert.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("pooler.") for k in missing), (missing, unexpected)
+    encoder.save_pretrained(work / "tapt")
+    return _with_st_files(path, work / "tapt", pooling=True)
+
+
+def starting_point(name: str, data: str, setting: Setting, seed: int, work: Path) -> str:
+    """The checkpoint task `name` fine-tunes from: the original, its first `layers` layers, after
+    masked-LM on its own train sentences (TAPT), and/or after a full fine-tune on another task's
+    labelled rows (STILTs-style intermediate task)."""
     path = model_path()
     if setting.layers:
         encoder = AutoModel.from_pretrained(path, num_hidden_layers=setting.layers, dtype=torch.float32)
         encoder.save_pretrained(work / "truncated")
         path = _with_st_files(path, work / "truncated", pooling=True)
+    if setting.tapt_epochs:
+        path = task_adaptive_pretraining(path, name, data, setting.tapt_epochs, seed, work)
     if setting.intermediate:
         task = get_task("glue", setting.intermediate)
         rows, split = _intermediate_rows(task, data, setting.intermediate_rows, seed)
@@ -138,7 +190,7 @@ def starting_point(data: str, setting: Setting, seed: int, work: Path) -> str:
 def finetune_task(name: str, data: str, setting: Setting, rank: int, seed: int) -> tuple[dict, float]:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="glue-minilm-") as work:
-        path = starting_point(data, setting, seed, Path(work))
+        path = starting_point(name, data, setting, seed, Path(work))
         result = run(protocol="finetune", model={"path": path}, data={"tasks": name, "dir": data},
                      finetune=setting.finetune(rank, seed))
     seconds = time.perf_counter() - start
@@ -210,7 +262,9 @@ def main() -> None:
                         help="override the preset's settings for every task, e.g. epochs=2.5,lr=5e-5,method=full,"
                              "rows=all; pooling=model|mean is the head ablation (auto = mean for this checkpoint); "
                              "class_weights=balanced; layers=5 (first N layers only); intermediate=qnli,"
-                             "intermediate_epochs=2,intermediate_rows=20000 (a full fine-tune on another task first)")
+                             "intermediate_epochs=2,intermediate_rows=20000 (a full fine-tune on another task first); "
+                             "llrd=0.8 (layer-wise lr decay); tapt_epochs=3 (masked-LM on the task's own train "
+                             "sentences first)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "eval.md"))
     parser.add_argument("--skip-throughput", action="store_true")
