@@ -17,7 +17,8 @@ STARTER_PIPELINE = """\
 # Runs offline on CPU in about two minutes (this is `tunesmith demo`): a nano model pretrained on
 # the shipped corpus, instruction-tuned on the embedded `add` task, then preference-aligned on
 # embedded `brackets`/`upper` pairs. Full fine-tuning: the nano base has never seen the chat
-# template's <|im_end|> token, and a LoRA adapter cannot train that embedding.
+# template's tokens nor the bare digit tokens of the answers; a LoRA adapter trains the chat
+# tokens' rows (adapter.trainable_tokens: auto) but leaves the digits' rows frozen.
 run:
   dir: runs/pipeline
 stages:

@@ -120,6 +120,21 @@ def test_seq_cls_adapter_roundtrip_and_merge(tmp_path):
     torch.testing.assert_close(logits(merged, batch), expected, rtol=1e-4, atol=1e-4)
 
 
+def test_pissa_seq_cls_adapter_keeps_its_head_on_save(tmp_path):
+    """peft's PiSSA -> LoRA conversion on save keeps only lora_A/lora_B; the head (modules_to_save)
+    must still be in the folder (it was a KeyError on save before)."""
+    from .conftest import cls_batch, tiny_bert
+    tiny_bert().save_pretrained(tmp_path / "base")
+    cfg = AdapterConfig(method="pissa", rank=4, task="seq_cls")
+    model = apply(AutoModelForSequenceClassification.from_pretrained(tmp_path / "base"), cfg)
+    batch = cls_batch()
+    train(model, cfg, batch)
+    expected = logits(model, batch)
+    out = save_adapter(model, tmp_path / "adapter", cfg, base=tmp_path / "base")
+    stock = PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(tmp_path / "base"), out)
+    torch.testing.assert_close(logits(stock, batch), expected, rtol=1e-4, atol=1e-4)
+
+
 def test_prompt_tuning_cannot_merge(nano_folder, tmp_path):
     cfg = AdapterConfig(method="prompt_tuning")
     save_adapter(apply(load_base(nano_folder, cfg), cfg), tmp_path / "a", cfg, base=nano_folder)

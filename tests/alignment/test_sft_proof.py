@@ -7,13 +7,14 @@ Slow (CPU, OMP_NUM_THREADS=1, quiet machine): SFT ~40 s, DPO ~15-25 s, plus the 
 How the settings and margins were chosen (figures per seed in benchmarks/results/alignment_proof.md):
 
 SFT on `add`, full fine-tuning, 600 steps, lr 3e-3, batch 16 (74 train sums, all 26 held-out sums).
-The base never saw `<|im_end|>` (LoRA cannot train that embedding, hence full fine-tuning) and does
-not know the sums: it scores 0.0 on the held-out sums. 150-200 steps only teach the answer format
-(~0.04-0.15); by ~600 steps the model generalises addition to unseen digit pairs. `reverse` and
-`brackets` stay at 0-0.06 (the 2-layer nano base cannot copy). Measured held-out exact match after
-training, seeds 0/1/2/42: 0.346 / 0.269 / 0.269 / 0.615 (7 to 16 of 26), from 0.0. Threshold 0.2
-(6 of 26): above what a model that learned only the format could score (the most frequent held-out
-sum, answered every time, is right on 4 of 26 = 0.154) and below every seed observed.
+The base never saw `<|im_end|>` nor the bare digit tokens the answers start with (LoRA trains only
+the chat tokens' rows, see test_sft_tokens.py, hence full fine-tuning) and does not know the sums:
+it scores 0.0 on the held-out sums. 150-200 steps only teach the answer format (~0.04-0.15); by ~600
+steps the model generalises addition to unseen digit pairs. `reverse` and `brackets` stay at 0-0.06
+(the 2-layer nano base cannot copy). Measured held-out exact match after training, seeds 0/1/2/42:
+0.346 / 0.269 / 0.269 / 0.615 (7 to 16 of 26), from 0.0. Threshold 0.2 (6 of 26): above what a model
+that learned only the format could score (the most frequent held-out sum, answered every time, is
+right on 4 of 26 = 0.154) and below every seed observed.
 
 DPO on `brackets` + `upper` pairs (chosen "[fox]"/"FOX", rejected "fox"), full fine-tuning,
 100 steps, lr 1e-3, beta 0.1. The base prefers the rejected answer on 34 of 35 held-out pairs

@@ -15,8 +15,9 @@ from .optim import build_optimizer
 from .planner import MemoryPlan, fitting, parse_size, plan
 from .quantize import load_base
 from .targets import find_linear_targets
+from .tokens import trainable_token_ids
 
 __all__ = ["AdapterConfig", "FinetuneConfig", "FinetuneResult", "MemoryPlan", "apply",
            "build_optimizer", "combine", "find_linear_targets", "finetune", "fitting",
            "load_adapter", "load_base", "load_many", "merge", "merged_for_inference", "parse_size", "peft_config", "plan",
-           "save_adapter", "stack", "switch", "trainable_summary"]
+           "save_adapter", "stack", "switch", "trainable_summary", "trainable_token_ids"]

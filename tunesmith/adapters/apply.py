@@ -6,6 +6,7 @@ the model itself with every parameter trainable.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from peft import (IA3Config, LoraConfig, PeftConfig, PrefixTuningConfig,
@@ -22,6 +23,8 @@ from .config import LORA_FAMILY, PROMPT_METHODS, AdapterConfig
 from .loss import use_lean_loss
 from .quantize import is_quantized
 from .targets import SEQ_CLS_HEAD_NAMES, check_target_names, default_target_names, select
+from .tokens import FIELD as TOKENS_FIELD
+from .tokens import expose_head_bias, token_indices_config
 
 TASK_TYPES = {"causal_lm": TaskType.CAUSAL_LM, "seq_cls": TaskType.SEQ_CLS}
 
@@ -66,13 +69,19 @@ def head_modules(model: nn.Module, cfg: AdapterConfig) -> list[str] | None:
     return None
 
 
-def peft_config(model: nn.Module, adapter: AdapterConfig | dict | None = None) -> PeftConfig:
-    """The peft config `adapter` means for `model` (targets resolved). Example:
+def peft_config(model: nn.Module, adapter: AdapterConfig | dict | None = None,
+                token_ids: Sequence[int] | None = None) -> PeftConfig:
+    """The peft config `adapter` means for `model` (targets resolved); `token_ids` (LoRA family)
+    are the token rows to train next to it (see `tokens.trainable_token_ids`). Example:
 
     >>> peft_config(build_model("llama", "nano"), AdapterConfig(method="dora")).use_dora
     True
     """
     cfg = coerce(AdapterConfig, adapter)
+    if isinstance(cfg.trainable_tokens, list) and token_ids is None:
+        raise UserError("lists tokens, which this stage does not resolve (it needs the tokenizer)",
+                        field=TOKENS_FIELD, fix="set none here; in Python pass apply(..., "
+                        "token_ids=trainable_token_ids(adapter, tokenizer))")
     task_type = TASK_TYPES[cfg.task]
     if cfg.method == "prompt_tuning":
         return PromptTuningConfig(task_type=task_type, num_virtual_tokens=cfg.num_virtual_tokens)
@@ -100,12 +109,15 @@ def peft_config(model: nn.Module, adapter: AdapterConfig | dict | None = None) -
                       lora_dropout=cfg.dropout, target_modules=targets,
                       layers_to_transform=cfg.layers, modules_to_save=save,
                       use_dora=cfg.method == "dora", use_rslora=cfg.method == "rslora",
-                      init_lora_weights=cfg.resolved_init())
+                      init_lora_weights=cfg.resolved_init(),
+                      trainable_token_indices=token_indices_config(model, cfg, token_ids))
 
 
 def apply(model: nn.Module, adapter: AdapterConfig | dict | None = None,
-          adapter_name: str = "default") -> nn.Module:
-    """Wrap `model` with the adapter `adapter` describes; only adapter (and head) weights train.
+          adapter_name: str = "default", *, token_ids: Sequence[int] | None = None) -> nn.Module:
+    """Wrap `model` with the adapter `adapter` describes; only adapter (and head) weights train,
+    plus, for a LoRA-family method, the embedding (and untied LM-head) rows of `token_ids`
+    (`tokens.trainable_token_ids(adapter, tokenizer)` resolves `adapter.trainable_tokens`).
 
     >>> from tunesmith.pretraining.presets import build_model
     >>> peft_model = apply(build_model("llama", "nano"), AdapterConfig(method="lora", rank=8))
@@ -131,7 +143,8 @@ def apply(model: nn.Module, adapter: AdapterConfig | dict | None = None,
         return model
     if cfg.method in PROMPT_METHODS and cfg.gradient_checkpointing:
         model.enable_input_require_grads()
-    peft_model = get_peft_model(model, peft_config(model, cfg), adapter_name=adapter_name)
+    peft_model = get_peft_model(model, peft_config(model, cfg, token_ids), adapter_name=adapter_name)
+    expose_head_bias(peft_model)  # TRL's fused LM-head loss reads lm_head.bias
     remember_initial_weights(peft_model, cfg)
     return peft_model
 

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from peft import PeftModel, get_peft_model_state_dict
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..core.errors import UserError
@@ -31,11 +31,11 @@ INITIAL_WEIGHTS_ATTR = "tunesmith_initial_adapter"
 
 
 def remember_initial_weights(model: PeftModel, adapter: AdapterConfig) -> None:
-    """Keep a copy of PiSSA/OLoRA's initial A/B so the saved adapter can be converted to LoRA."""
+    """Keep a copy of PiSSA/OLoRA's initial adapter tensors so the saved adapter can be converted to LoRA."""
     if adapter.resolved_init() in METHOD_INIT.values() or str(adapter.resolved_init()).startswith("pissa"):
         state = get_peft_model_state_dict(model)
-        setattr(model, INITIAL_WEIGHTS_ATTR,
-                {k: v.detach().clone() for k, v in state.items() if "lora_" in k})
+        # every tensor, token rows and saved modules too: peft loads it as a second adapter of this config
+        setattr(model, INITIAL_WEIGHTS_ATTR, {k: v.detach().clone() for k, v in state.items()})
 
 
 def copy_tokenizer_files(source: Path, dest: Path) -> None:
@@ -64,6 +64,13 @@ def save_adapter(model: nn.Module, output: str | os.PathLike, adapter: AdapterCo
                 initial.mkdir()
                 save_file(getattr(model, INITIAL_WEIGHTS_ATTR), initial / "adapter_model.safetensors")
                 model.save_pretrained(tmp, path_initial_model_for_weight_conversion=str(initial))
+            # peft's conversion keeps only lora_A/lora_B: put back the rest (trainable token rows,
+            # modules_to_save), which the saved adapter_config still declares
+            saved = load_file(tmp / "adapter_model.safetensors")
+            rest = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(model).items()
+                    if "lora_" not in k and k not in saved}
+            if rest:
+                save_file({**saved, **rest}, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
             record["converted_to_lora"] = True
         else:
             model.save_pretrained(tmp, safe_serialization=True)

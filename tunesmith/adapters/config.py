@@ -54,6 +54,10 @@ class AdapterConfig(Section):
     modules_to_save: list[str] | None = Field(None, description=(
         "modules trained fully and saved with the adapter; null means the task head "
         "(classifier/score and pooler for seq_cls, nothing for causal_lm)"))
+    trainable_tokens: Literal["auto", "none"] | list[str] = Field("auto", description=(
+        "LoRA family: tokens whose embedding (and untied LM-head) rows also train, saved in the "
+        "adapter (peft trainable_token_indices): auto (sft: the chat template's special tokens, "
+        "e.g. <|im_start|> <|im_end|>; other stages: none) | none | a list of tokens"))
     layers: list[int] | None = Field(None, description=(
         "indices of the transformer layers to adapt; null means all layers"))
     init: Literal["default", "gaussian", "pissa", "pissa_fast", "olora", "orthogonal"] | None = Field(
@@ -95,6 +99,29 @@ class AdapterConfig(Section):
         if targets is not None and not targets:
             raise _error("is empty; list module names, or null for all linear layers")
         return targets
+
+    @field_validator("trainable_tokens", mode="before")
+    @classmethod
+    def _check_tokens_word(cls, tokens: object) -> object:
+        if isinstance(tokens, str) and tokens not in ("auto", "none"):
+            raise _error(f"is auto, none or a list of tokens, not {tokens!r}; a single token is a "
+                         f"list too: [{tokens}]")
+        return tokens
+
+    @field_validator("trainable_tokens")
+    @classmethod
+    def _check_tokens(cls, tokens: str | list[str], info: ValidationInfo) -> str | list[str]:
+        method = info.data.get("method")
+        if not isinstance(tokens, list) or method is None:
+            return tokens
+        if not tokens:
+            raise _error("is empty; list tokens such as <|im_end|>, or use auto / none")
+        if method == "full":
+            raise _error("method full already trains every token row; drop trainable_tokens")
+        if method not in LORA_FAMILY:
+            raise _error(f"token rows train next to LoRA methods only (peft trainable_token_indices), "
+                         f"not {method}; use none")
+        return list(dict.fromkeys(tokens))
 
     @field_validator("quantize")
     @classmethod

@@ -29,6 +29,7 @@ from .optim import build_optimizer
 from .quantize import load_base
 from .task_data import (Columns, check_columns, check_rows, encode_labels, label_names,
                         read_table)
+from .tokens import trainable_token_ids
 
 
 class DataSection(Section):
@@ -162,7 +163,7 @@ def finetune(config: FinetuneConfig | dict | None = None, *, train_dataset: Data
     if labels is not None:
         model.config.id2label = {i: str(v) for i, v in enumerate(labels)}
         model.config.label2id = {str(v): i for i, v in enumerate(labels)}
-    model = apply(model, adapter)
+    model = apply(model, adapter, token_ids=trainable_token_ids(adapter, tokenizer))
 
     train_ds = _tokenize(train, tokenizer, cols, cfg.data.max_length).add_column(
         "labels", encode_labels(train, cols, labels, cfg.data.train or "train dataset"))

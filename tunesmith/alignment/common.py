@@ -13,6 +13,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from ..adapters import AdapterConfig, apply, load_base
 from ..adapters.quantize import compute_dtype, is_quantized
 from ..adapters.artifacts import save_adapter
+from ..adapters.tokens import trainable_token_ids
 from ..core.callbacks import training_callbacks
 from ..core.checkpoints import last_checkpoint
 from ..core.config import Section
@@ -51,14 +52,18 @@ def load_tokenizer(model: ModelSection) -> PreTrainedTokenizerBase:
     return tok
 
 
-def load_policy(model: ModelSection, adapter: AdapterConfig, num_labels: int | None = None):
-    """(model wrapped with its adapter, tokenizer). The base is quantized when the adapter says so."""
+def load_policy(model: ModelSection, adapter: AdapterConfig, num_labels: int | None = None,
+                chat_tokens: bool = False):
+    """(model wrapped with its adapter, tokenizer). The base is quantized when the adapter says so.
+    `adapter.trainable_tokens` is resolved against the tokenizer; `chat_tokens` makes its `auto`
+    mean the chat template's special tokens (the sft stage), otherwise none."""
     check_model_folder(model.path, allow_pickle=model.allow_pickle)
     tok = load_tokenizer(model)
+    token_ids = trainable_token_ids(adapter, tok, auto=chat_tokens)  # bad tokens fail before the model loads
     base = load_base(model.path, adapter, num_labels=num_labels)
     if getattr(base.config, "pad_token_id", None) is None:
         base.config.pad_token_id = tok.pad_token_id
-    return apply(base, adapter), tok
+    return apply(base, adapter, token_ids=token_ids), tok
 
 
 def open_run(run: RunSection, stage: str) -> RunDir:

@@ -7,7 +7,10 @@ What tunesmith adds over a plain `SFTTrainer`:
   turn, its end-of-turn token included), `completion` (the final assistant turn only) or `full`;
 - packing (best-fit decreasing, no attention across examples) on by default, padding-free or
   padded batches on request; optional NEFTune noise;
-- held-out exact match on the embedded tasks before and after training (`tasks:` block).
+- held-out exact match on the embedded tasks before and after training (`tasks:` block);
+- a LoRA-family adapter also trains the embedding/LM-head rows of the chat template's special
+  tokens (`adapter.trainable_tokens: auto`), so a base that never saw `<|im_end|>` learns to end
+  its turn; the adapter folder stays a stock PEFT one.
 
     import tunesmith as ts
     result = ts.sft(model={"path": "runs/base/model"}, tasks={"names": ["add", "upper"]},
@@ -168,7 +171,7 @@ def sft(config: SFTConfig | dict | str | Path | None = None, **sections: Any) ->
     dtype = pick_dtype(cfg.train.dtype)
     set_seed(cfg.train.seed)
     with main_process_first():  # the others reuse what it prepared
-        model, tok = load_policy(cfg.model, cfg.adapter)
+        model, tok = load_policy(cfg.model, cfg.adapter, chat_tokens=True)
         data = stage_data(cfg.data, cfg.tasks, run, tok, "instruction")
         train_ds = _truncate(tokenize_split(data["train"], tok, cfg.sft.loss), cfg.sft.max_length)
         eval_ds = _truncate(tokenize_split(data["validation"], tok, cfg.sft.loss), cfg.sft.max_length) \
