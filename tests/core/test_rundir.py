@@ -31,6 +31,28 @@ def test_run_dir_refuses_to_clobber_and_truncates_metrics_on_resume(tmp_path):
     assert env["seed"] == 3 and env["versions"]["torch"]
 
 
+def test_overwrite_starts_without_the_old_runs_metrics_and_checkpoints(tmp_path):
+    def old_run():
+        run = RunDir.create(tmp_path / "r", overwrite=True)
+        run.log_metrics({"step": 5, "loss": 1.0})
+        (run.checkpoints / "checkpoint-5").mkdir(parents=True)
+        (run.checkpoints / "checkpoint-5" / MARKER).write_text("5")
+        (run.path / "notes.txt").write_text("mine")
+        return run
+    old_run()
+    resumed = RunDir.create(tmp_path / "r", resume=True)  # resume keeps both
+    assert resumed.read_metrics() and last_checkpoint(resumed.checkpoints)
+    checked = RunDir.create(tmp_path / "r", overwrite=True, make=False)  # validation only: untouched
+    assert checked.read_metrics() and last_checkpoint(checked.checkpoints)
+    checked.make()
+    assert checked.read_metrics() == [] and last_checkpoint(checked.checkpoints) is None
+    assert (checked.path / "notes.txt").read_text() == "mine"
+    old_run()
+    again = RunDir.create(tmp_path / "r", overwrite=True)
+    again.log_metrics({"step": 1, "loss": 2.0})
+    assert [r["step"] for r in again.read_metrics()] == [1] and not again.checkpoints.exists()
+
+
 def test_last_checkpoint_ignores_incomplete(tmp_path):
     for step, complete in ((10, True), (20, True), (30, False)):
         d = tmp_path / f"checkpoint-{step}"

@@ -110,6 +110,7 @@ class RunDir:
 
     path: Path
     main: bool = field(default_factory=is_main_process)
+    fresh: bool = False  # overwrite without resume: make() clears the previous run's metrics and checkpoints
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -129,13 +130,18 @@ class RunDir:
                             fix="pass --resume to continue it, or choose another --run.dir")
         if resume and not path.exists():
             raise UserError("cannot resume: run directory does not exist", file=path)
-        if run.main and make:
-            path.mkdir(parents=True, exist_ok=True)
-        return run
+        run.fresh = overwrite and not resume
+        return run.make() if make else run
 
     def make(self) -> "RunDir":
+        """Create the folder; an overwritten run starts without the old run's metrics.jsonl and
+        checkpoints (a later --resume must not pick those up), other files are left alone."""
         if self.main:
             self.path.mkdir(parents=True, exist_ok=True)
+            if self.fresh:
+                self.metrics_file.unlink(missing_ok=True)
+                shutil.rmtree(self.checkpoints, ignore_errors=True)
+                self.fresh = False
         return self
 
     @property
