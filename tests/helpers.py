@@ -16,6 +16,17 @@ def run_cli(*args: str, cwd: str | os.PathLike | None = None, timeout: int = 300
                           capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
+def run_cli_here(capsys, *args: str) -> subprocess.CompletedProcess:
+    """`tunesmith.cli.main(args)` in this process (no ~8 s of imports per call), as `run_cli`
+    reports it; keep one `run_cli` per behaviour for the real exit path."""
+    from tunesmith.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(["tunesmith", *args], code, out.out, out.err)
+
+
 def launch_cli(args: list[str], procs: int, launcher: str = "torchrun") -> subprocess.CompletedProcess:
     """`tunesmith --launcher torchrun|accelerate --num-processes N ...` (plain `tunesmith ...` for one
     process), as a user types it; asserts it succeeded."""
