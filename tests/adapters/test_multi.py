@@ -1,12 +1,14 @@
 """Several adapters on one base: switch, weighted add, and stacking for pipelines."""
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
 from tunesmith.adapters import AdapterConfig, apply, load_base
 from tunesmith.adapters.artifacts import save_adapter
 from tunesmith.adapters.multi import combine, load_many, stack, switch
+from tunesmith.core.errors import UserError
 
 from .conftest import lm_batch, train
 from .test_artifacts import logits
@@ -38,6 +40,17 @@ def test_switch_and_weighted_add(nano_folder, tmp_path):
     assert not torch.allclose(logits(model, batch), out_a)
     out_zero = logits(combine(model, {"a": 0.0, "b": 0.0}, name="off", how="cat"), batch)
     torch.testing.assert_close(out_zero, base_logits)
+
+
+def test_combining_adapters_with_trained_token_rows_is_refused(nano_folder, tmp_path):
+    cfg = AdapterConfig(rank=4)
+    paths = {}
+    for name in ("a", "b"):  # as a default LoRA SFT saves them: the chat tokens' rows train too
+        model = apply(load_base(nano_folder, cfg), cfg, token_ids=[1, 2])
+        paths[name] = save_adapter(model, tmp_path / name, cfg, base=nano_folder)
+    model = load_many(AutoModelForCausalLM.from_pretrained(nano_folder), paths)
+    with pytest.raises(UserError, match="trains token rows"):
+        combine(model, {"a": 0.5, "b": 0.5}, how="cat")
 
 
 def test_stack_merged_and_separate_agree(nano_folder, tmp_path):

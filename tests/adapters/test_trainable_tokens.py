@@ -152,8 +152,33 @@ def test_token_lists_need_resolving_and_clash_with_modules_to_save():
     with pytest.raises(UserError, match="already trains the whole embedding"):
         token_indices_config(model, AdapterConfig(**whole, trainable_tokens=["<|im_end|>"]), ROWS)
     assert token_indices_config(model, AdapterConfig(**whole), ROWS) is None   # auto steps aside
+    lora_emb = {"target_modules": ["q_proj", "embed_tokens"]}                  # LoRA on the embedding
+    assert peft_config(model, AdapterConfig(**lora_emb), ROWS).trainable_token_indices is None
+    with pytest.raises(UserError, match="target_modules put LoRA on"):
+        peft_config(model, AdapterConfig(**lora_emb, trainable_tokens=["<|im_end|>"]), ROWS)
+    assert token_indices_config(model, AdapterConfig(trainable_tokens="none"), ROWS) is None
     with pytest.raises(UserError, match="beyond the model's 2048 embedding rows"):
         token_indices_config(model, listed, [5000])
     assert token_indices_config(model, AdapterConfig(), ROWS) == {"model.embed_tokens": ROWS}
     untied = nano("llama", tie_embeddings=False)
     assert token_indices_config(untied, AdapterConfig(), ROWS) == {"model.embed_tokens": ROWS, "lm_head": ROWS}
+
+
+def test_token_rows_get_no_weight_decay(tmp_path):
+    """peft keeps the rows whole: decay would pull <|im_end|>'s embedding toward zero."""
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    from tunesmith.adapters.optim import build_optimizer
+    from tunesmith.adapters.tokens import no_decay_on_token_rows
+
+    model = apply(nano("llama"), AdapterConfig(rank=4), token_ids=ROWS)
+    rows = [p for n, p in model.named_parameters() if "trainable_tokens_delta" in n]
+    assert rows
+    args = TrainingArguments(output_dir=str(tmp_path), weight_decay=0.1, report_to=[], use_cpu=True)
+    for optimizer in (no_decay_on_token_rows(Trainer(model=model, args=args,
+                                                     train_dataset=Dataset.from_list([]))).create_optimizer(),
+                      build_optimizer(model, AdapterConfig(rank=4), lr=1e-3, weight_decay=0.1)):
+        decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+        assert all(decay[id(p)] == 0.0 for p in rows)
+        assert any(d == 0.1 for d in decay.values())  # the LoRA matrices still decay

@@ -118,14 +118,18 @@ def tiny(tmp_path_factory) -> Path:
     return pretrained("tiny", tmp_path_factory.getbasetemp())
 
 
-def test_bad_trainable_tokens_fail_before_training(tiny, tmp_path):
+def test_bad_trainable_tokens_fail_before_the_model_loads(tiny, tmp_path, monkeypatch):
+    import tunesmith.alignment.common as common_mod
+
+    def no_load(*a, **k):
+        raise AssertionError("the model was loaded before the tokens were checked")
+    monkeypatch.setattr(common_mod, "load_base", no_load)
     common = {"model": {"path": str(tiny)}, "tasks": {"names": ["add"], "train_rows": 8, "eval_rows": 1},
               "run": {"dir": str(tmp_path / "run"), "sample_tokens": 0}}
     with pytest.raises(UserError, match=r'field "adapter.trainable_tokens" .*<\|eot_id\|>'):
         sft(adapter={"trainable_tokens": ["<|im_end|>", "<|eot_id|>"]}, **common)
     with pytest.raises(UserError, match="trainable_tokens.*LoRA methods only"):
         sft(adapter={"method": "ia3", "trainable_tokens": ["<|im_end|>"]}, **common)
-    assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
 def test_listed_token_rows_train_in_dpo_too(tiny, tmp_path):

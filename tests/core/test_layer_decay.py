@@ -21,6 +21,8 @@ from tunesmith.core.layer_decay import layer_depth, use_layer_lr_decay
     ("model.norm.weight", None),
     ("classifier.bias", None),
     ("score.weight", None),
+    ("gpt_neox.embed_in.weight", 0),
+    ("embed_out.weight", None),  # GPT-NeoX's LM head
 ])
 def test_depth_from_parameter_names(name, depth):
     assert layer_depth(name) == depth
@@ -67,3 +69,10 @@ def test_the_scheduler_scales_every_group_and_decay_1_changes_nothing(tmp_path):
     plain = _trainer(tmp_path / "b", 1.0)
     assert plain.optimizer_cls_and_kwargs is None
     assert {g["lr"] for g in plain.create_optimizer().param_groups} == {1e-3}
+
+
+def test_a_trainer_given_its_optimizer_is_refused(tmp_path):
+    trainer = _trainer(tmp_path, 1.0)
+    trainer.optimizer = torch.optim.SGD(trainer.model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="given an optimizer"):
+        use_layer_lr_decay(trainer, 0.8)

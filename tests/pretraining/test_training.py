@@ -135,3 +135,14 @@ def test_resume_of_a_finished_run_trains_no_further_and_past_the_end_is_refused(
     shutil.rmtree(again.model_path)
     with pytest.raises(UserError, match=r"checkpoint-20 is past train.max_steps=10"):
         ts.pretrain(tiny_config(tmp_path, corpus, train={**train, "max_steps": 10}, run={"resume": True}))
+
+
+def test_overwrite_replaces_the_old_runs_tokenizer(tmp_path):
+    """An overwritten run saves its own tokenizer: the old one would be what --resume (and the
+    other ranks) load next."""
+    corpus = write_corpus(tmp_path / "c.txt", 60)
+    ts.pretrain(tiny_config(tmp_path, corpus, train={"max_steps": 2}))
+    again = ts.pretrain(tiny_config(tmp_path, corpus, tokenizer={"vocab_size": 400}, train={"max_steps": 2},
+                                    run={"overwrite": True}))
+    saved = AutoTokenizer.from_pretrained(tmp_path / "run" / "tokenizer")
+    assert len(saved) == len(AutoTokenizer.from_pretrained(again.model_path)) > 320

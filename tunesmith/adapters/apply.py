@@ -110,7 +110,7 @@ def peft_config(model: nn.Module, adapter: AdapterConfig | dict | None = None,
                       layers_to_transform=cfg.layers, modules_to_save=save,
                       use_dora=cfg.method == "dora", use_rslora=cfg.method == "rslora",
                       init_lora_weights=cfg.resolved_init(),
-                      trainable_token_indices=token_indices_config(model, cfg, token_ids))
+                      trainable_token_indices=token_indices_config(model, cfg, token_ids, targets))
 
 
 def apply(model: nn.Module, adapter: AdapterConfig | dict | None = None,

@@ -53,6 +53,12 @@ def combine(model: PeftModel, weights: dict[str, float], name: str = "combined",
     """
     for adapter in weights:
         switch(model, adapter)
+        if getattr(model.peft_config[adapter], "trainable_token_indices", None):
+            # peft combines only the LoRA matrices: the new adapter's token rows would be the base's
+            raise UserError(f"adapter {adapter!r} also trains token rows (trainable_token_indices), "
+                            "which peft's weighted combination drops", field="adapters",
+                            fix="merge each adapter into the base instead, or train with "
+                                "adapter.trainable_tokens: none")
     model.add_weighted_adapter(list(weights), list(weights.values()), adapter_name=name,
                                combination_type=how)
     model.set_adapter(name)

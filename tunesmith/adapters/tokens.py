@@ -20,8 +20,10 @@ from torch import nn
 
 from ..core.errors import UserError
 from .config import LORA_FAMILY, AdapterConfig
+from .targets import matches
 
 FIELD = "adapter.trainable_tokens"
+ROWS_PARAM = "trainable_tokens_delta"  # peft's parameter holding the trained rows (whole rows, not deltas)
 # rendered to find the tokens a chat template puts around turns; a template that rejects a system
 # turn (Gemma's, for one) gets the conversation without it
 _PROBE = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"},
@@ -76,15 +78,16 @@ def _module_name(model: nn.Module, module: nn.Module | None) -> str | None:
     return next((name for name, m in model.named_modules() if m is module), None)
 
 
-def token_indices_config(model: nn.Module, adapter: AdapterConfig,
-                         token_ids: Sequence[int] | None) -> dict[str, list[int]] | None:
+def token_indices_config(model: nn.Module, adapter: AdapterConfig, token_ids: Sequence[int] | None,
+                         adapted: Sequence[str] = ()) -> dict[str, list[int]] | None:
     """peft's `trainable_token_indices` for `model` (not yet wrapped): the input embedding and,
-    when its weight is not tied to the embedding, the output head. None without token ids.
-    Under `auto`, a model this cannot apply to (no nn.Embedding input, or `modules_to_save`
-    already training the whole embedding or head) gets None; a token list raises a UserError."""
-    if not token_ids:
+    when its weight is not tied to the embedding, the output head. None without token ids or
+    with `trainable_tokens: none`. Under `auto`, a model this cannot apply to (no nn.Embedding
+    input; `modules_to_save` already training the whole embedding or head; the embedding or head
+    matched by `adapted`, the target_modules names LoRA wraps) gets None; a token list raises a UserError."""
+    if not token_ids or adapter.trainable_tokens == "none":
         return None
-    explicit = adapter.trainable_tokens != "auto"
+    explicit = isinstance(adapter.trainable_tokens, list)
     emb, head = model.get_input_embeddings(), model.get_output_embeddings()
     emb_name, head_name = _module_name(model, emb), _module_name(model, head)
     problem = None
@@ -93,12 +96,15 @@ def token_indices_config(model: nn.Module, adapter: AdapterConfig,
     elif clash := [m for m in adapter.modules_to_save or ()
                    if emb_name.endswith(m) or (head_name or "").endswith(m)]:
         problem = f"modules_to_save {clash} already trains the whole embedding or head, not row by row"
+    elif lora_on := [n for n in (emb_name, head_name) if n and any(matches(n, t) for t in adapted)]:
+        problem = f"target_modules put LoRA on {lora_on}, where peft cannot also train token rows"
     elif too_big := [i for i in token_ids if i >= emb.num_embeddings]:
         problem = (f"token ids {too_big} are beyond the model's {emb.num_embeddings} embedding rows "
                    "(resize the embeddings to the tokenizer first)")
     if problem:
         if explicit:
-            raise UserError(problem, field=FIELD, fix="set adapter.trainable_tokens: none")
+            raise UserError(problem, field=FIELD, fix="set adapter.trainable_tokens: none, or leave "
+                            "the embedding and head out of adapter.target_modules / modules_to_save")
         return None
     indices = {emb_name: list(token_ids)}
     tied = head is not None and getattr(head, "weight", None) is emb.weight
@@ -120,3 +126,12 @@ def expose_head_bias(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, TrainableTokensWrapper) and "bias" not in module.__dict__:
             object.__setattr__(module, "bias", getattr(module.token_adapter.base_layer, "bias", None))
+
+
+def no_decay_on_token_rows(trainer: Any) -> Any:
+    """Leave trained token rows out of `trainer`'s weight decay. peft keeps them whole
+    (`trainable_tokens_delta` holds the rows themselves, not a difference from the base), so
+    decay would pull a chat token's embedding toward zero rather than toward where it started."""
+    decayed = trainer.get_decay_parameter_names
+    trainer.get_decay_parameter_names = lambda model: [n for n in decayed(model) if ROWS_PARAM not in n]
+    return trainer

@@ -2,9 +2,11 @@
 the peak rate and each transformer block below it at `decay` times the rate of the block above,
 so the lower, more general layers of a pretrained encoder move least.
 
-Depth comes from parameter names, which every Hugging Face architecture spells the same way: the
+Depth comes from parameter names as BERT-, GPT-2-, Llama- and T5-style models spell them: the
 embeddings are depth 0, block i (`...layer.i.`, `layers.i.`, `h.i.`, `block.i.`) is i + 1, and
-everything above the last block (pooler, final norm, classifier) is the top.
+everything else (pooler, final norm, classifier, LM head) is the top. Layouts outside that
+(ALBERT's shared layer groups; an encoder-decoder's two stacks share depths) are not ranked
+faithfully; the fine-tune protocol's encoders and decoders are.
 
 >>> layer_depth("bert.encoder.layer.3.attention.self.query.weight")
 4
@@ -15,10 +17,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import torch
 from torch import nn
 
 BLOCK = re.compile(r"(?:^|\.)(?:layer|layers|h|block|blocks)\.(\d+)\.")
-EMBEDDING = re.compile(r"(?:^|\.|_)(?:embeddings?|embed_\w+|wte|wpe)\.")
+EMBEDDING = re.compile(r"(?:^|\.|_)(?:embeddings?|embed_(?!out)\w+|wte|wpe)\.")  # NeoX's embed_out is its head
 
 
 def layer_depth(name: str) -> int | None:
@@ -47,11 +50,19 @@ def layerwise_groups(model: nn.Module, lr: float, decay: float, weight_decay: fl
 
 def use_layer_lr_decay(trainer: Any, decay: float) -> Any:
     """Make `trainer` build its optimizer (its own class, betas, eps) over layer-wise groups; its
-    scheduler then warms up and decays every group's own rate. decay 1 leaves it unchanged."""
+    scheduler then warms up and decays every group's own rate. decay 1 leaves it unchanged. Call
+    it once, before `train()`, on a Trainer that builds its own optimizer; the groups hold this
+    model's parameters, so a Trainer that re-creates its model (`model_init`) needs a new call."""
     if decay == 1.0:
         return trainer
+    if trainer.optimizer is not None:
+        raise ValueError("the Trainer was given an optimizer; layer-wise groups need it to build its own")
     model, args = trainer.model, trainer.args
-    cls, kwargs = trainer.get_optimizer_cls_and_kwargs(args, model)
+    cls, kwargs = trainer.optimizer_cls_and_kwargs or trainer.get_optimizer_cls_and_kwargs(args, model)
+    if {"model", "optimizer_dict"} & set(kwargs) or not isinstance(cls, type) \
+            or not issubclass(cls, torch.optim.Optimizer):
+        raise ValueError(f"optimizer {getattr(cls, '__name__', cls)} takes no parameter groups "
+                         f"(args.optim={args.optim}); use an AdamW-style optimizer")
     groups = layerwise_groups(model, args.learning_rate, decay, args.weight_decay,
                               set(trainer.get_decay_parameter_names(model)))
     trainer.optimizer_cls_and_kwargs = (cls, {**kwargs, "params": groups})

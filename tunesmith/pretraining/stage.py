@@ -59,7 +59,7 @@ def pretrain(config: PretrainConfig | dict | None = None, **sections) -> Pretrai
         data = build_data(cfg, tokenizer, reference)
         # every input is valid: only now does anything get written
         run.make()
-        if run.main and not (run.path / "tokenizer").is_dir():
+        if run.main and not (cfg.run.resume and (run.path / "tokenizer").is_dir()):  # overwrite: replaced
             with atomic_dir(run.path / "tokenizer") as tmp:
                 tokenizer.save_pretrained(tmp)
     run.write_config(cfg)
