@@ -163,22 +163,3 @@ def test_token_lists_need_resolving_and_clash_with_modules_to_save():
     untied = nano("llama", tie_embeddings=False)
     assert token_indices_config(untied, AdapterConfig(), ROWS) == {"model.embed_tokens": ROWS, "lm_head": ROWS}
 
-
-def test_token_rows_get_no_weight_decay(tmp_path):
-    """peft keeps the rows whole: decay would pull <|im_end|>'s embedding toward zero."""
-    from datasets import Dataset
-    from transformers import Trainer, TrainingArguments
-
-    from tunesmith.adapters.optim import build_optimizer
-    from tunesmith.adapters.tokens import no_decay_on_token_rows
-
-    model = apply(nano("llama"), AdapterConfig(rank=4), token_ids=ROWS)
-    rows = [p for n, p in model.named_parameters() if "trainable_tokens_delta" in n]
-    assert rows
-    args = TrainingArguments(output_dir=str(tmp_path), weight_decay=0.1, report_to=[], use_cpu=True)
-    for optimizer in (no_decay_on_token_rows(Trainer(model=model, args=args,
-                                                     train_dataset=Dataset.from_list([]))).create_optimizer(),
-                      build_optimizer(model, AdapterConfig(rank=4), lr=1e-3, weight_decay=0.1)):
-        decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
-        assert all(decay[id(p)] == 0.0 for p in rows)
-        assert any(d == 0.1 for d in decay.values())  # the LoRA matrices still decay

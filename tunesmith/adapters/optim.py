@@ -11,13 +11,11 @@ import torch
 from torch import nn
 
 from .config import AdapterConfig
-from .tokens import ROWS_PARAM
 
 
 def build_optimizer(model: nn.Module, adapter: AdapterConfig, lr: float,
                     weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """The optimizer for `model`'s trainable parameters (trained token rows without weight decay:
-    peft keeps them whole, so decay would pull them toward zero). Example:
+    """The optimizer for `model`'s trainable parameters. Example:
 
     >>> opt = build_optimizer(peft_model, AdapterConfig(optimizer="adamw_8bit"), lr=2e-4)
     """
@@ -25,10 +23,7 @@ def build_optimizer(model: nn.Module, adapter: AdapterConfig, lr: float,
         from peft.optimizers import create_lorafa_optimizer
         return create_lorafa_optimizer(model, r=adapter.rank, lora_alpha=adapter.resolved_alpha(),
                                        lr=lr, weight_decay=weight_decay)
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    params = [{"params": [p for n, p in named if ROWS_PARAM not in n]},
-              {"params": [p for n, p in named if ROWS_PARAM in n], "weight_decay": 0.0}]  # see tokens.py
-    params = [g for g in params if g["params"]]
+    params = [p for p in model.parameters() if p.requires_grad]
     if adapter.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     import bitsandbytes as bnb

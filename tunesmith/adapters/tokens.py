@@ -23,7 +23,6 @@ from .config import LORA_FAMILY, AdapterConfig
 from .targets import matches
 
 FIELD = "adapter.trainable_tokens"
-ROWS_PARAM = "trainable_tokens_delta"  # peft's parameter holding the trained rows (whole rows, not deltas)
 # rendered to find the tokens a chat template puts around turns; a template that rejects a system
 # turn (Gemma's, for one) gets the conversation without it
 _PROBE = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"},
@@ -127,11 +126,3 @@ def expose_head_bias(model: nn.Module) -> None:
         if isinstance(module, TrainableTokensWrapper) and "bias" not in module.__dict__:
             object.__setattr__(module, "bias", getattr(module.token_adapter.base_layer, "bias", None))
 
-
-def no_decay_on_token_rows(trainer: Any) -> Any:
-    """Leave trained token rows out of `trainer`'s weight decay. peft keeps them whole
-    (`trainable_tokens_delta` holds the rows themselves, not a difference from the base), so
-    decay would pull a chat token's embedding toward zero rather than toward where it started."""
-    decayed = trainer.get_decay_parameter_names
-    trainer.get_decay_parameter_names = lambda model: [n for n in decayed(model) if ROWS_PARAM not in n]
-    return trainer

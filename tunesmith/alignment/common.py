@@ -13,7 +13,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from ..adapters import AdapterConfig, apply, load_base
 from ..adapters.quantize import compute_dtype, is_quantized
 from ..adapters.artifacts import save_adapter
-from ..adapters.tokens import no_decay_on_token_rows, trainable_token_ids
+from ..adapters.tokens import trainable_token_ids
 from ..core.callbacks import training_callbacks
 from ..core.checkpoints import last_checkpoint
 from ..core.config import Section
@@ -120,7 +120,7 @@ def train_and_save(trainer, run: RunDir, cfg: Any, metrics: dict, resume: Path |
     (`{"metrics", "model_path"}`), then peak memory, the report and the optional push.
     `cfg` is the stage config: its `model.path`, `adapter` and `push_to_hub` are read."""
     t0 = time.perf_counter()
-    out = run_training(no_decay_on_token_rows(trainer), resume)
+    out = run_training(trainer, resume)
     metrics.update(train_seconds=round(time.perf_counter() - t0, 2), train_loss=out.training_loss,
                    steps=trainer.state.global_step)
     if after is not None:
