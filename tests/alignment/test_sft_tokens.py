@@ -124,12 +124,16 @@ def test_bad_trainable_tokens_fail_before_the_model_loads(tiny, tmp_path, monkey
     def no_load(*a, **k):
         raise AssertionError("the model was loaded before the tokens were checked")
     monkeypatch.setattr(common_mod, "load_base", no_load)
+    old = tmp_path / "run"                      # an earlier run, to be overwritten only once input is valid
+    (old / "checkpoints" / "checkpoint-5").mkdir(parents=True)
+    (old / "metrics.jsonl").write_text('{"step": 5, "loss": 1.0}\n')
     common = {"model": {"path": str(tiny)}, "tasks": {"names": ["add"], "train_rows": 8, "eval_rows": 1},
-              "run": {"dir": str(tmp_path / "run"), "sample_tokens": 0}}
+              "run": {"dir": str(old), "sample_tokens": 0, "overwrite": True}}
     with pytest.raises(UserError, match=r'field "adapter.trainable_tokens" .*<\|eot_id\|>'):
         sft(adapter={"trainable_tokens": ["<|im_end|>", "<|eot_id|>"]}, **common)
     with pytest.raises(UserError, match="trainable_tokens.*LoRA methods only"):
         sft(adapter={"method": "ia3", "trainable_tokens": ["<|im_end|>"]}, **common)
+    assert (old / "metrics.jsonl").exists() and (old / "checkpoints" / "checkpoint-5").is_dir()
 
 
 def test_listed_token_rows_train_in_dpo_too(tiny, tmp_path):

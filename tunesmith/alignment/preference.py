@@ -205,6 +205,7 @@ def run_preference(cfg: _PreferenceConfig, stage: str) -> StageResult:
         data = stage_data(cfg.data, cfg.tasks, run, tok, "kto" if stage == "kto" else "preference")
     pairs = heldout_pairs(cfg.tasks, data)
     eval_ds = _eval_split(stage, cfg, data)
+    run.make()  # model and data are valid: an overwritten run's metrics and checkpoints go now
     run.write_config(cfg)
     run.write_environment(seed=cfg.train.seed, dtype=dtype, train_rows=data["train"].num_rows)
 
