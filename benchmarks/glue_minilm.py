@@ -35,7 +35,7 @@ from tunesmith.adapters import AdapterConfig
 from tunesmith.adapters.artifacts import copy_tokenizer_files
 from tunesmith.eval import get_task, load_split, markdown_table, run
 from tunesmith.eval.config import FinetuneSection
-from tunesmith.eval.finetune import build_classifier, cast, finetune_and_score, load_tokenizer, scores
+from tunesmith.eval.finetune import _tokenize, build_classifier, cast, finetune_and_score, load_tokenizer, scores
 from tunesmith.eval.loaders import split_path, subsample
 
 PUBLISHED = {"sst2": 91.5, "mrpc": 88.9, "cola": 47.5, "rte": 68.8, "stsb": None}  # MiniLM-L6-H384 paper table
@@ -143,9 +143,9 @@ def task_adaptive_pretraining(path: str, task_name: str, data: str, epochs: floa
                               TrainingArguments)
 
     task = get_task("glue", task_name)
-    texts = [(x.text_a, x.text_b) for x in cast(task, load_split(task, "train", data_dir=data))]
+    sentences = cast(task, load_split(task, "train", data_dir=data))
     tok = load_tokenizer(path)
-    features = Dataset.from_list([dict(tok(a, b, truncation=True, max_length=128)) for a, b in texts])
+    features = Dataset.from_list(_tokenize(tok, sentences, 128))  # the protocol's own tokenization
     mlm = AutoModelForMaskedLM.from_pretrained(path, dtype=torch.float32)
     args = TrainingArguments(output_dir=str(work / "tapt-run"), num_train_epochs=epochs, learning_rate=1e-4,
                              per_device_train_batch_size=32, warmup_steps=0.06, weight_decay=0.01,
@@ -154,7 +154,7 @@ def task_adaptive_pretraining(path: str, task_name: str, data: str, epochs: floa
     start = time.perf_counter()
     out = Trainer(model=MaskedLM(mlm), args=args, train_dataset=features,
                   data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=0.15, seed=seed)).train()
-    print(f"TAPT {task_name}: {len(texts)} sentences, {epochs:g} ep, MLM loss {out.training_loss:.3f}, "
+    print(f"TAPT {task_name}: {len(sentences)} sentences, {epochs:g} ep, MLM loss {out.training_loss:.3f}, "
           f"{time.perf_counter() - start:.0f} s", flush=True)
     encoder = AutoModel.from_pretrained(path, dtype=torch.float32)  # keeps the checkpoint's pooler
     missing, unexpected = encoder.load_state_dict(mlm.bert.state_dict(), strict=False)

@@ -13,7 +13,7 @@ from tunesmith.adapters.artifacts import load_adapter, save_adapter
 from tunesmith.adapters.merge import merge, merged_for_inference
 from tunesmith.core.errors import UserError
 
-from .conftest import lm_batch, nano, train
+from .conftest import cls_batch, lm_batch, tiny_bert, train
 
 
 def logits(model, batch):
@@ -105,7 +105,6 @@ def test_qlora_merge_dequantizes_into_base_dtype(nano_folder, tmp_path):
 
 
 def test_seq_cls_adapter_roundtrip_and_merge(tmp_path):
-    from .conftest import tiny_bert, cls_batch
     base = tmp_path / "bert"
     tiny_bert().save_pretrained(base)
     cfg = AdapterConfig(task="seq_cls", rank=4)
@@ -123,7 +122,6 @@ def test_seq_cls_adapter_roundtrip_and_merge(tmp_path):
 def test_pissa_seq_cls_adapter_keeps_its_head_on_save(tmp_path):
     """peft's PiSSA -> LoRA conversion on save keeps only lora_A/lora_B; the head (modules_to_save)
     must still be in the folder (it was a KeyError on save before)."""
-    from .conftest import cls_batch, tiny_bert
     tiny_bert().save_pretrained(tmp_path / "base")
     cfg = AdapterConfig(method="pissa", rank=4, task="seq_cls")
     model = apply(AutoModelForSequenceClassification.from_pretrained(tmp_path / "base"), cfg)

@@ -7,10 +7,8 @@ digits only after a space, " 7", never the bare "7" an answer starts with), `add
 80 steps, lr 1e-2, batch 16; mean probability of `<|im_end|>` right after the correct answer on
 the 26 held-out sums (seeds 0/1/2):
   base 0.0001 | trainable_tokens: none 0.0046 / 0.0049 / 0.0042 | auto 0.955 / 0.988 / 0.969.
-Threshold 0.5: half the lowest auto seed and 100x what LoRA reaches without the rows.
-The bare digits' rows are untrained too, so held-out exact match stays 0 with LoRA here (in a
-plain loop at lr 3e-3, also listing the ten digits and the newline in trainable_tokens takes the
-loss after 150 steps from 4.0 to 0.9).
+Threshold 0.5: about half the lowest auto seed and 100x what LoRA reaches without the rows.
+The bare digits' rows are untrained too, so held-out exact match stays 0 with LoRA here.
 """
 from __future__ import annotations
 
@@ -140,7 +138,7 @@ def test_listed_token_rows_train_in_dpo_too(tiny, tmp_path):
     """Other alignment stages leave `auto` at none but train a listed token's rows (TRL's DPO
     trainer uses the same fused LM head, and its reference pass disables the rows with the adapter)."""
     from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     result = dpo(model={"path": str(tiny)}, adapter={"method": "lora", "rank": 8, "trainable_tokens": ["<|im_end|>"]},
                  tasks={"names": ["upper"], "train_rows": 8, "eval_rows": 4}, dpo={"max_length": 64},
@@ -148,6 +146,7 @@ def test_listed_token_rows_train_in_dpo_too(tiny, tmp_path):
                  run={"dir": str(tmp_path / "dpo"), "sample_tokens": 0})
     saved = load_file(result.model_path / "adapter_model.safetensors")
     rows = [v for k, v in saved.items() if "trainable_tokens_delta" in k]
-    original = AutoModelForCausalLM.from_pretrained(tiny).get_input_embeddings().weight[4]
+    im_end = AutoTokenizer.from_pretrained(tiny).convert_tokens_to_ids("<|im_end|>")
+    original = AutoModelForCausalLM.from_pretrained(tiny).get_input_embeddings().weight[im_end]
     assert len(rows) == 1 and rows[0].shape == (1, original.numel())
     assert not torch.allclose(rows[0][0], original)

@@ -67,8 +67,8 @@ def load_policy(model: ModelSection, adapter: AdapterConfig, num_labels: int | N
 
 
 def open_run(run: RunSection, stage: str) -> RunDir:
-    """The stage's run directory, checked but not yet made: the stage calls `run.make()` once its
-    model and data have loaded, so bad input leaves an overwritten run's metrics and checkpoints
+    """The stage's run directory, checked but not yet made: the stage calls `run.start(cfg)` once
+    its model and data have loaded, so bad input leaves an overwritten run's metrics and checkpoints
     in place (the data preparation writes its own files into the folder before that)."""
     return RunDir.create(run.dir or default_run_dir(stage), resume=run.resume, overwrite=run.overwrite,
                          make=False)

@@ -95,9 +95,7 @@ def distill(config: DistillConfig | dict | str | None = None, **sections: Any) -
                              allow_pickle=cfg.teacher.allow_pickle).eval()
     check_same_tokenizer(tok, load_tokenizer(cfg.teacher), student, teacher, cfg.teacher.path)
     train_ds, heldout = conversation_data(cfg, run, tok)
-    run.make()  # model and data are valid: an overwritten run's metrics and checkpoints go now
-    run.write_config(cfg)
-    run.write_environment(seed=cfg.train.seed, dtype=dtype, train_rows=len(train_ds))
+    run.start(cfg, seed=cfg.train.seed, dtype=dtype, train_rows=len(train_ds))
 
     d = cfg.distill
     metrics: dict[str, Any] = {"before/kl_teacher_student": heldout_kl(student, teacher, tok, heldout, d.max_length)}

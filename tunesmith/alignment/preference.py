@@ -205,9 +205,7 @@ def run_preference(cfg: _PreferenceConfig, stage: str) -> StageResult:
         data = stage_data(cfg.data, cfg.tasks, run, tok, "kto" if stage == "kto" else "preference")
     pairs = heldout_pairs(cfg.tasks, data)
     eval_ds = _eval_split(stage, cfg, data)
-    run.make()  # model and data are valid: an overwritten run's metrics and checkpoints go now
-    run.write_config(cfg)
-    run.write_environment(seed=cfg.train.seed, dtype=dtype, train_rows=data["train"].num_rows)
+    run.start(cfg, seed=cfg.train.seed, dtype=dtype, train_rows=data["train"].num_rows)
 
     metrics: dict[str, Any] = {**pair_scores(model, tok, pairs, "before/"), **task_scores(model, tok, cfg.tasks, "before/")}
     train_ds = data["train"]

@@ -80,9 +80,7 @@ def reward(config: RewardConfig | dict | str | None = None, **sections) -> Stage
     if not data.get("validation"):
         raise UserError("no held-out pairs to measure pairwise accuracy on", field="data.split.validation",
                         fix="set data.split.validation (e.g. 0.1) or name embedded tasks in tasks.names")
-    run.make()  # model and data are valid: an overwritten run's metrics and checkpoints go now
-    run.write_config(cfg)
-    run.write_environment(seed=cfg.train.seed, dtype=dtype)
+    run.start(cfg, seed=cfg.train.seed, dtype=dtype)
 
     args = TRLRewardConfig(**training_kwargs(cfg.train, run, dtype, has_eval=True),
                            max_length=cfg.reward.max_length, disable_dropout=True,

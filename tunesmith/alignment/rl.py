@@ -126,9 +126,7 @@ def rlhf(config: RLHFConfig | dict | str | None = None, *, reward_funcs: Sequenc
     model, tok = load_policy(cfg.model, cfg.adapter)
     getattr(model, "get_base_model", lambda: model)().generation_config.eos_token_id = end_of_turn_ids(tok)
     train_ds, heldout = prompt_data(cfg, run, tok)
-    run.make()  # model and data are valid: an overwritten run's metrics and checkpoints go now
-    run.write_config(cfg)
-    run.write_environment(seed=cfg.train.seed, dtype=dtype, train_prompts=len(train_ds), rewards=names)
+    run.start(cfg, seed=cfg.train.seed, dtype=dtype, train_prompts=len(train_ds), rewards=names)
 
     metrics: dict[str, Any] = heldout_reward(model, tok, heldout, funcs, names, weights, cfg, "before/")
     config_cls, trainer_cls = (trl.GRPOConfig, trl.GRPOTrainer) if cfg.rl.method == "grpo" \

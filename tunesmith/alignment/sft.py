@@ -176,9 +176,7 @@ def sft(config: SFTConfig | dict | str | Path | None = None, **sections: Any) ->
         train_ds = _truncate(tokenize_split(data["train"], tok, cfg.sft.loss), cfg.sft.max_length)
         eval_ds = _truncate(tokenize_split(data["validation"], tok, cfg.sft.loss), cfg.sft.max_length) \
             if "validation" in data else None
-    run.make()  # model and data are valid: an overwritten run's metrics and checkpoints go now
-    run.write_config(cfg)
-    run.write_environment(seed=cfg.train.seed, dtype=dtype, train_rows=train_ds.num_rows)
+    run.start(cfg, seed=cfg.train.seed, dtype=dtype, train_rows=train_ds.num_rows)
 
     metrics: dict[str, Any] = task_scores(model, tok, cfg.tasks, "before/")
     trainer = trl.SFTTrainer(model=model, args=trl_sft_args(cfg, run, dtype, eval_ds is not None),

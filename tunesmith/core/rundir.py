@@ -144,6 +144,14 @@ class RunDir:
                 self.fresh = False
         return self
 
+    def start(self, config: Any, seed: int | None = None, **environment: Any) -> "RunDir":
+        """The run begins, its inputs all valid: make the folder (an overwritten run's metrics and
+        checkpoints go now), then write config.yaml and environment.json."""
+        self.make()
+        self.write_config(config)
+        self.write_environment(seed, **environment)
+        return self
+
     @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
