@@ -62,6 +62,8 @@ class Setting:
     intermediate_epochs: float = 1
     intermediate_rows: int | None = None  # None = all
     tapt_epochs: float = 0  # first continue masked-LM pretraining on the task's own train sentences (TAPT)
+    synthetic: int = 0  # CoLA: first fine-tune fully to tell its acceptable train sentences from N corrupted copies each
+    synthetic_epochs: float = 1
 
     def finetune(self, rank: int, seed: int = 42) -> dict:
         return {"seeds": [seed], "train_limit": self.rows, "epochs": self.epochs, "max_length": self.max_length,
@@ -77,6 +79,9 @@ class Setting:
         extra += f", layer-wise lr decay {self.llrd:g}" if self.llrd != 1.0 else ""
         if self.tapt_epochs:
             extra += f", after {self.tapt_epochs:g} ep masked-LM on the task's train sentences (TAPT)"
+        if self.synthetic:
+            extra += (f", after {self.synthetic_epochs:g} ep full fine-tuning to tell the acceptable train "
+                      f"sentences from {self.synthetic} synthetic corruption(s) each")
         if self.intermediate:
             extra += (f", after {self.intermediate_epochs:g} ep full fine-tuning on {self.intermediate_rows or 'all'} "
                       f"labelled {self.intermediate} rows (its train split, else dev)")
@@ -163,10 +168,35 @@ def task_adaptive_pretraining(path: str, task_name: str, data: str, epochs: floa
     return _with_st_files(path, work / "tapt", pooling=True)
 
 
+def intermediate_step(path: str, task, rows: list[dict], setting: Setting, epochs: float, seed: int,
+                      folder: Path, what: str) -> str:
+    """A full fine-tune of `path` on `rows` of `task` (the setting's lr, batch and head; no class
+    weights) before the task itself; returns the fine-tuned encoder's folder."""
+    cfg = FinetuneSection(**{**setting.finetune(8, seed), "epochs": epochs,
+                             "adapter": {"method": "full", "task": "seq_cls"}, "class_weights": "none"})
+    start = time.perf_counter()
+    metrics = finetune_and_score(path, task, rows, rows[:64], cfg, seed=seed, save_to=folder)
+    print(f"{what}: loss {metrics['train_loss']:.3f}, {time.perf_counter() - start:.0f} s", flush=True)
+    return _with_st_files(path, folder, pooling=False)  # save_classifier wrote the pooling config if mean
+
+
+def corruption_detection(path: str, task_name: str, data: str, setting: Setting, seed: int, work: Path) -> str:
+    """A full fine-tune telling the task's acceptable train sentences (label 1) from
+    `setting.synthetic` corrupted copies of each (label 0; benchmarks/corruptions.py)."""
+    from corruptions import corruption_rows
+
+    task = get_task("glue", task_name)
+    good = [r["sentence"] for r in load_split(task, "train", data_dir=data) if r["label"] == 1]
+    rows = corruption_rows(good, setting.synthetic, seed)
+    return intermediate_step(path, task, rows, setting, setting.synthetic_epochs, seed, work / "synthetic",
+                             f"corruption detection: {len(rows)} rows ({len(good)} acceptable)")
+
+
 def starting_point(name: str, data: str, setting: Setting, seed: int, work: Path) -> str:
     """The checkpoint task `name` fine-tunes from: the original, its first `layers` layers, after
-    masked-LM on its own train sentences (TAPT), and/or after a full fine-tune on another task's
-    labelled rows (STILTs-style intermediate task)."""
+    masked-LM on its own train sentences (TAPT), after telling its sentences from corrupted copies
+    (CoLA), and/or after a full fine-tune on another task's labelled rows (STILTs-style
+    intermediate task)."""
     path = model_path()
     if setting.layers:
         encoder = AutoModel.from_pretrained(path, num_hidden_layers=setting.layers, dtype=torch.float32)
@@ -174,16 +204,13 @@ def starting_point(name: str, data: str, setting: Setting, seed: int, work: Path
         path = _with_st_files(path, work / "truncated", pooling=True)
     if setting.tapt_epochs:
         path = task_adaptive_pretraining(path, name, data, setting.tapt_epochs, seed, work)
+    if setting.synthetic:
+        path = corruption_detection(path, name, data, setting, seed, work)
     if setting.intermediate:
         task = get_task("glue", setting.intermediate)
         rows, split = _intermediate_rows(task, data, setting.intermediate_rows, seed)
-        cfg = FinetuneSection(**{**setting.finetune(8, seed), "epochs": setting.intermediate_epochs,
-                                 "adapter": {"method": "full", "task": "seq_cls"}, "class_weights": "none"})
-        start = time.perf_counter()
-        metrics = finetune_and_score(path, task, rows, rows[:64], cfg, seed=seed, save_to=work / "intermediate")
-        print(f"intermediate {task.name}: {len(rows)} {split} rows, loss {metrics['train_loss']:.3f}, "
-              f"{time.perf_counter() - start:.0f} s", flush=True)
-        path = _with_st_files(path, work / "intermediate", pooling=False)  # save_classifier wrote it if mean
+        path = intermediate_step(path, task, rows, setting, setting.intermediate_epochs, seed,
+                                 work / "intermediate", f"intermediate {task.name}: {len(rows)} {split} rows")
     return path
 
 
@@ -264,7 +291,8 @@ def main() -> None:
                              "class_weights=balanced; layers=5 (first N layers only); intermediate=qnli,"
                              "intermediate_epochs=2,intermediate_rows=20000 (a full fine-tune on another task first); "
                              "llrd=0.8 (layer-wise lr decay); tapt_epochs=3 (masked-LM on the task's own train "
-                             "sentences first)")
+                             "sentences first); synthetic=1,synthetic_epochs=1 (CoLA: tell acceptable train sentences from "
+                             "corrupted copies first)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "eval.md"))
     parser.add_argument("--skip-throughput", action="store_true")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 
 import pytest
 import torch
@@ -107,6 +106,14 @@ def test_bad_data_is_a_user_error_with_line(tiny_models, tmp_path):
         finetune({**base, "data": {"train": str(train), "eval": str(dev), "text": "sentence"}})
     with pytest.raises(UserError, match="data file not found"):
         finetune({**base, "data": {"train": str(tmp_path / "nope.tsv")}})
+    assert not (tmp_path / "run").exists()  # nothing half-written
+    old = tmp_path / "run"
+    old.mkdir()
+    (old / "metrics.jsonl").write_text('{"loss": 1.0}\n')
+    with pytest.raises(UserError, match="does not occur"):  # overwrite, but the input is bad: old run kept
+        finetune({**base, "data": {"train": str(train), "eval": str(dev), "text": "sentence"},
+                  "run": {"dir": str(old), "overwrite": True}})
+    assert (old / "metrics.jsonl").read_text() == '{"loss": 1.0}\n' and not (old / "config.yaml").exists()
 
 
 @pytest.mark.slow

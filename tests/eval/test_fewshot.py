@@ -106,3 +106,19 @@ def test_run_rejects_missing_model_and_bad_task():
         run(model={"path": "x"}, data={"tasks": "rtee"})
     with pytest.raises(UserError, match="model folder not found"):
         run(model={"path": "/nonexistent/model"}, data={"tasks": "rte"})
+
+
+def test_a_missing_eval_split_leaves_no_run_behind(nano_lm, glue_dir, tmp_path):
+    """Every task's eval split loads before the run directory is made, so the second task's
+    missing file leaves neither a new run nor a cleared old one."""
+    _, _, folder = nano_lm
+    tasks = {"tasks": "rte,mnli_matched", "dir": str(glue_dir), "eval_limit": 4}
+    with pytest.raises(UserError, match="MNLI-m validation file not found"):
+        run(model={"path": str(folder)}, data=tasks, run={"dir": str(tmp_path / "new")})
+    assert not (tmp_path / "new").exists()
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "metrics.jsonl").write_text('{"task": "rte"}\n')
+    with pytest.raises(UserError, match="MNLI-m validation file not found"):
+        run(model={"path": str(folder)}, data=tasks, run={"dir": str(old), "overwrite": True})
+    assert (old / "metrics.jsonl").read_text() == '{"task": "rte"}\n'

@@ -145,9 +145,7 @@ def finetune(config: FinetuneConfig | dict | None = None, *, train_dataset: Data
         raise UserError(f"the training data has a single label ({labels})", field="data.label",
                         file=cfg.data.train, fix="classification needs at least two classes")
 
-    run = RunDir.create(cfg.run.dir, overwrite=cfg.run.overwrite)
-    run.write_config(cfg)
-    run.write_environment(seed=cfg.train.seed)
+    run = RunDir.create(cfg.run.dir, overwrite=cfg.run.overwrite, make=False)  # made once all inputs load
     torch.manual_seed(cfg.train.seed)
 
     tokenizer_path = cfg.tokenizer or cfg.model
@@ -171,6 +169,7 @@ def finetune(config: FinetuneConfig | dict | None = None, *, train_dataset: Data
     if evals is not None:
         eval_ds = _tokenize(evals, tokenizer, cols, cfg.data.max_length).add_column(
             "labels", encode_labels(evals, cols, labels, cfg.data.eval or "eval dataset"))
+    run.start(cfg, seed=cfg.train.seed)
 
     args = TrainingArguments(
         output_dir=str(run.checkpoints), per_device_train_batch_size=cfg.train.batch_size,

@@ -40,18 +40,19 @@ def run(config: EvalConfig | dict | None = None, **sections: Any) -> EvalResult:
     if cfg.model.path is None:
         raise UserError("no model given", field="model.path", fix="pass --model PATH (a local model folder)")
     tasks = resolve_tasks(cfg.data.benchmark, cfg.data.tasks)
-    run_dir = RunDir.create(cfg.run.dir, overwrite=cfg.run.overwrite) if cfg.run.dir else None
+    # checked now, made once the model and every eval split have loaded: bad input leaves no run
+    run_dir = RunDir.create(cfg.run.dir, overwrite=cfg.run.overwrite, make=False) if cfg.run.dir else None
     if cfg.finetune.save and not run_dir:
         raise UserError("finetune.save needs a run directory to save into", field="finetune.save",
                         fix="set run.dir, or drop finetune.save")
-    if run_dir:
-        run_dir.write_config(cfg)
-        run_dir.write_environment(seed=cfg.data.seed)
     lm = _load_causal_lm(cfg) if cfg.protocol == "fewshot" else None
+    splits = {t.name: subsample(_eval_split(cfg, t), cfg.data.eval_limit, cfg.data.seed, t) for t in tasks}
+    if run_dir:
+        run_dir.start(cfg, seed=cfg.data.seed)
     results = []
     for task in tasks:
         start = time.perf_counter()
-        eval_rows = subsample(_eval_split(cfg, task), cfg.data.eval_limit, cfg.data.seed, task)
+        eval_rows = splits[task.name]
         per_seed = _score_task(cfg, task, eval_rows, lm, run_dir)
         result = _summarize(task, len(eval_rows), per_seed, time.perf_counter() - start)
         results.append(result)
