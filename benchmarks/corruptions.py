@@ -37,7 +37,8 @@ def _inflect(word: str) -> str:
 
 
 def corrupt(sentence: str, rng: random.Random) -> str | None:
-    """`sentence` with one corruption, or None when none applies (too short)."""
+    """`sentence` with one corruption, or None when none applies (fewer than three plain words, or
+    the edit gave the sentence back)."""
     words = sentence.split()
     tail = ""
     if words and words[-1][-1:] in ".?!":
