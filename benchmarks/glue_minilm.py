@@ -11,7 +11,7 @@ Presets fix train rows, epochs, max length, learning rate, method and head per t
 `quick` (a smoke run), `full` (whole train sets, the tasks' usual epochs; not run here).
 RTE's `cpu` setting first fine-tunes fully on QNLI's labelled dev rows for 2 epochs (an
 intermediate task, as STILTs / RoBERTa's MNLI-initialised RTE; QNLI train is not in the shared
-data, and no RTE row is involved), then on RTE. CoLA's first fine-tunes fully for 1 epoch to
+data, and no RTE row is involved), then on RTE. CoLA's first fine-tunes fully for 2 epochs to
 tell its acceptable train sentences from one synthetic corruption of each (`synthetic=1`,
 benchmarks/corruptions.py), then on CoLA.
 `tapt_epochs` first continues masked-LM pretraining on the task's own train sentences (TAPT,
@@ -92,7 +92,7 @@ class Setting:
 
 
 PRESETS = {
-    "cpu": {"sst2": Setting(None, 1, 64, 1e-3), "cola": Setting(None, 5, 48, 5e-5, "full", 16, "model", synthetic=1),
+    "cpu": {"sst2": Setting(None, 1, 64, 1e-3), "cola": Setting(None, 5, 48, 5e-5, "full", 16, "model", synthetic=1, synthetic_epochs=2),
             "stsb": Setting(None, 2, 96, 1e-3), "mrpc": Setting(None, 2, 128, 1e-3),
             "rte": Setting(None, 2, 128, 5e-5, "full", intermediate="qnli", intermediate_epochs=2)},
     "quick": {"sst2": Setting(2000, 1, 64, 1e-3), "cola": Setting(3000, 1, 48, 1e-3),
