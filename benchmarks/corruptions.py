@@ -17,7 +17,7 @@ SWAPS = [("is", "are"), ("was", "were"), ("has", "have"), ("does", "do"), ("he",
          ("they", "them"), ("we", "us"), ("i", "me"), ("who", "whom"), ("a", "an"), ("this", "these"),
          ("that", "those"), ("much", "many"), ("himself", "herself"), ("themselves", "himself"),
          ("to", "for"), ("of", "by"), ("in", "on"), ("did", "done"), ("saw", "seen"), ("went", "gone")]
-SWAP = {a: b for a, b in SWAPS} | {b: a for a, b in SWAPS}
+SWAP = {a: b for a, b in SWAPS} | {b: a for a, b in SWAPS}  # "himself" is in two pairs: -> "themselves" wins
 WORD = re.compile(r"^[A-Za-z]+$")
 
 
