@@ -15,6 +15,7 @@ from peft import (IA3Config, LoraConfig, PeftConfig, PrefixTuningConfig,
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from ..compat import prefix_tuning_backbone
 from ..core.config import coerce
 from ..core.errors import UserError
 from .allocator import return_freed_memory
@@ -144,6 +145,8 @@ def apply(model: nn.Module, adapter: AdapterConfig | dict | None = None,
     if cfg.method in PROMPT_METHODS and cfg.gradient_checkpointing:
         model.enable_input_require_grads()
     peft_model = get_peft_model(model, peft_config(model, cfg, token_ids), adapter_name=adapter_name)
+    if cfg.method == "prefix_tuning":
+        prefix_tuning_backbone(peft_model)
     expose_head_bias(peft_model)  # TRL's fused LM-head loss reads lm_head.bias
     remember_initial_weights(peft_model, cfg)
     return peft_model

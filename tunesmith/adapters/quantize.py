@@ -12,6 +12,7 @@ from torch import nn
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification,
                           BitsAndBytesConfig, PreTrainedModel)
 
+from ..compat import set_bnb_cpu_packing
 from ..core.errors import UserError
 from ..core.modelio import check_model_folder
 from .config import AdapterConfig
@@ -86,6 +87,7 @@ def load_base(path: str | os.PathLike, adapter: AdapterConfig | None = None, *,
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if quant is not None:
         _release_checkpoint(model)
+        set_bnb_cpu_packing(model, enabled=False)  # the same numbers on every CPU kind
     return model
 
 
