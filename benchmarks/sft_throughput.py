@@ -58,7 +58,7 @@ def run_side(side: str, model: str, data: str, steps: int, batch: int, out: str)
         r = sft(model={"path": model}, adapter={"method": "full"}, data={"inputs": [{"path": data}]},
                 sft={"max_length": 512, "batching": "packing"}, train=train,
                 run={"dir": str(Path(out).parent / "ts-run"), "overwrite": True})
-        seconds = r.metrics["train_runtime"]
+        seconds = r.metrics["train_seconds"]
         tokens = r.metrics["tokens_per_step"] * steps
         padded = tokens  # packs carry no padding (padding-free collation)
     else:

@@ -1,0 +1,115 @@
+"""The suite against the newest releases pyproject.toml's ranges allow (not run by CI).
+
+Resolves every dependency afresh with uv (torch pinned to the CPU wheel, as in `make lock`),
+installs it into a new virtual environment, runs the full suite there and prints a markdown
+table for benchmarks/RESULTS.md: each key package's locked and tried version, then the suite's
+summary and failing tests. `--beyond-bounds` drops the upper bounds first, to see what the next
+releases would break before the bounds are raised.
+
+    python benchmarks/newest_releases.py [--beyond-bounds] [--venv /tmp/ts-newest] [-- -k sft]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = ["torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets",
+       "tokenizers", "huggingface-hub", "evaluate"]
+
+
+def pins(text: str) -> dict[str, str]:
+    """name -> version of every `name==version` line of a requirements file."""
+    found = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", text, flags=re.M)
+    return {name.lower().replace("_", "-"): version for name, version in found}
+
+
+def requirements(beyond_bounds: bool) -> list[str]:
+    """pyproject's dependencies and dev extras, upper bounds dropped when asked."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = project["dependencies"] + project["optional-dependencies"]["dev"]
+    if beyond_bounds:
+        reqs = [re.sub(r",?\s*(<=|<)[^,;]*", "", r) for r in reqs]
+    return reqs
+
+
+def resolve(reqs: list[str], work: Path) -> str:
+    (work / "requirements.in").write_text("\n".join(reqs) + "\n")
+    cmd = [sys.executable, "-m", "uv", "pip", "compile", str(work / "requirements.in"),
+           "--python-version", "3.11", "--python-platform", "x86_64-manylinux_2_28",
+           "--find-links", "/opt/wheels", "--constraint", str(ROOT / "scripts/lock-constraints.txt"),
+           "--upgrade", "--no-header", "--output-file", str(work / "resolved.txt")]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return (work / "resolved.txt").read_text()
+
+
+def install(venv: Path, resolved: Path) -> Path:
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin/python"
+    subprocess.run([py, "-m", "pip", "install", "-q", "-r", str(resolved)], check=True)
+    subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT)], check=True)
+    return py
+
+
+def run_suite(py: Path, pytest_args: list[str], log: Path) -> tuple[str, list[str], float]:
+    start = time.time()
+    with log.open("w") as out:
+        subprocess.run([py, "-m", "pytest", "-q", "-p", "no:cacheprovider", *pytest_args],
+                       cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                       env=dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+                                PATH=f"{py.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"))
+    text = log.read_text()
+    summary = re.findall(r"^=+ (.*(?:passed|failed|error).*) in [\d.]+s", text, flags=re.M)
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", text, flags=re.M)
+    return (summary[-1] if summary else "no summary (see log)"), failed, time.time() - start
+
+
+def table(locked: dict, tried: dict, summary: str, failed: list[str], minutes: float,
+          beyond: bool) -> str:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    flags = Path("/proc/cpuinfo").read_text()
+    kind = ("AMX" if " amx_bf16" in flags else "AVX512-BF16" if " avx512_bf16" in flags
+            else "AVX-512" if " avx512f" in flags else "AVX2")
+    lines = [f"{time.strftime('%Y-%m-%d')}, {cpu} ({kind}), "
+             f"{'upper bounds dropped' if beyond else 'ranges as in pyproject.toml'}:", "",
+             "| package | locked | tried |", "|---|---|---|"]
+    for name in KEY:
+        mark = "" if locked.get(name) == tried.get(name) else " (newer)"
+        lines.append(f"| {name} | {locked.get(name, '-')} | {tried.get(name, '-')}{mark} |")
+    changed = sorted(n for n in tried if n not in KEY and tried[n] != locked.get(n))
+    lines += ["", f"Other packages that differ from the lock: {', '.join(changed) or 'none'}.",
+              f"Suite: **{summary}** ({minutes:.0f} min)."]
+    lines += [f"- failed: `{name}`" for name in failed]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--beyond-bounds", action="store_true", help="drop pyproject's upper bounds")
+    ap.add_argument("--venv", type=Path, default=Path("/tmp/tunesmith-newest"))
+    ap.add_argument("pytest_args", nargs="*", help="after --: passed to pytest")
+    args = ap.parse_args()
+    work = args.venv.with_name(args.venv.name + "-work")
+    work.mkdir(parents=True, exist_ok=True)
+    tried = pins(resolve(requirements(args.beyond_bounds), work))
+    locked = pins((ROOT / "requirements.lock").read_text())
+    py = install(args.venv, work / "resolved.txt")
+    summary, failed, seconds = run_suite(py, args.pytest_args, work / "pytest.log")
+    report = table(locked, tried, summary, failed, seconds / 60, args.beyond_bounds)
+    (work / "table.md").write_text(report + "\n")
+    print(report)
+    print(f"\nlog: {work / 'pytest.log'}")
+
+
+if __name__ == "__main__":
+    main()
