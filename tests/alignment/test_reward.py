@@ -26,16 +26,18 @@ def _run(base, tmp_path, method: str, seed: int = 0, steps: int = 30):
 
 @pytest.mark.parametrize("method", ["lora", "qlora"])
 def test_heldout_pair_accuracy_rises(nano_base, tmp_path, method):
-    # 48 held-out pairs (add + upper items never trained on). Seeds 0-3 measured (60-step nano
-    # base, 30 steps): LoRA 0.31-0.56 -> 0.69-0.75, QLoRA 0.31-0.58 -> 0.71-0.73 (gain +0.125 at
-    # least). The untrained head's accuracy depends on its random init (it spreads 0.31-0.58), and
-    # a chance-level scorer has sd ~0.072 on 48 pairs; a final accuracy of 0.65 (2 sd above
-    # chance, 0.04 below the worst run) plus a gain of 0.06 separates learning from luck.
+    # 48 held-out pairs (add + upper items never trained on), 60-step nano base, 30 steps. Seeds 0-3:
+    # AVX2-only EPYC: LoRA 0.31-0.56 -> 0.69-0.75, QLoRA 0.31-0.58 -> 0.71-0.73; AVX512-BF16 EPYC
+    # (Zen 4): LoRA 0.31-0.56 -> 0.667-0.75, QLoRA 0.31-0.58 -> 0.6875-0.73 (seed 0, this test's:
+    # 0.667 / 0.6875); 60 steps do no better (0.646-0.708). The untrained head's accuracy depends on
+    # its random init; a chance-level scorer has sd ~0.072 on 48 pairs. Thresholds: final >= 0.6
+    # (3 pairs below the worst of 16 runs, whose finals spread 0.083) and a gain of >= 0.05 (the
+    # smallest observed gain is 0.104).
     result = _run(nano_base, tmp_path, method)
     m = result.metrics
     assert m["eval_pairs"] == 48 and m["train_pairs_too_long"] == 0
-    assert m["eval_accuracy"] >= 0.65, m
-    assert m["eval_accuracy"] >= m["initial_eval_accuracy"] + 0.06, m
+    assert m["eval_accuracy"] >= 0.6, m
+    assert m["eval_accuracy"] >= m["initial_eval_accuracy"] + 0.05, m
     saved = json.loads((result.run_dir / "results.json").read_text())
     assert saved["metrics"]["eval_accuracy"] == m["eval_accuracy"]
     assert (result.model_path / "adapter_config.json").is_file()

@@ -39,7 +39,8 @@ def _rlhf(base, tmp_path, name: str, *, method="grpo", adapter=None, steps=2, se
 def test_grpo_raises_heldout_mean_reward(nano_base, tmp_path):
     # Full fine-tuning of the nano policy, 30 GRPO steps of 16 completions on `upper` prompts,
     # rewarded for writing in capitals; mean over 32 held-out prompts x 2 samples. Seeds 1-3
-    # measured: before 0.064-0.075, after 0.19-0.40 (gain +0.13..+0.33, x3.0..x5.4). The held-out
+    # measured: before 0.064-0.075, after 0.19-0.40 (gain +0.13..+0.33, x3.0..x5.4) on an AVX2-only
+    # EPYC; 0.358 / 0.188 / 0.405 (gain +0.12..+0.33, x2.9..x5.4) on an AVX512-BF16 EPYC. The held-out
     # mean of 64 samples has a sampling sd of ~0.02 (the before values of different seeds spread
     # 0.011), so +0.08 (4 sd) and x2 sit well above noise and below the smallest observed gain.
     result = rlhf(model={"path": str(nano_base)}, adapter={"method": "full"},

@@ -1,5 +1,5 @@
-"""Proof runs on the nano base (pretrained 150 steps by the shared fixture): SFT raises held-out
-exact match, DPO raises held-out pair accuracy and log-prob margin.
+"""Proof runs on the nano base (pretrained 150 steps by the shared fixture): SFT raises the held-out
+answers' likelihood, DPO raises held-out pair accuracy and log-prob margin.
 
 Slow (CPU, OMP_NUM_THREADS=1, quiet machine): SFT ~40 s, DPO ~15-25 s, plus the shared nano base
 (~60-100 s, built once per session and reused by the other alignment tests).
@@ -9,12 +9,18 @@ How the settings and margins were chosen (figures per seed in benchmarks/results
 SFT on `add`, full fine-tuning, 600 steps, lr 3e-3, batch 16 (74 train sums, all 26 held-out sums).
 The base never saw `<|im_end|>` nor the bare digit tokens the answers start with (LoRA trains only
 the chat tokens' rows, see test_sft_tokens.py, hence full fine-tuning) and does not know the sums:
-it scores 0.0 on the held-out sums. 150-200 steps only teach the answer format (~0.04-0.15); by ~600
-steps the model generalises addition to unseen digit pairs. `reverse` and `brackets` stay at 0-0.06
-(the 2-layer nano base cannot copy). Measured held-out exact match after training, seeds 0/1/2/42:
-0.346 / 0.269 / 0.269 / 0.615 (7 to 16 of 26), from 0.0. Threshold 0.2 (6 of 26): above what a model
-that learned only the format could score (the most frequent held-out sum, answered every time, is
-right on 4 of 26 = 0.154) and below every seed observed.
+it scores 0.0 exact match on the held-out sums, and gives their reference answers (teacher-forced,
+with the end-of-turn) a mean summed log-probability of -32.7 nats.
+
+What the proof asserts, and why: held-out *exact match* after SFT depends on whether the 2-layer
+model happens to generalise addition to unseen digit pairs, and that flips with the seed and with
+the CPU kind (float reduction order): 0.35 / 0.27 / 0.27 / 0.62 for seeds 0/1/2/42 on an AVX2-only
+EPYC, but 0.08 / 0.08 / 0.58 / 0.04 / 0.38 / 0.15 / 0.15 for seeds 0/1/2/3/4/5/42 on an AVX512-BF16
+EPYC (Zen 4) — the test's own seed 0 at 0.08 there. No threshold above a format-only model (0.154)
+holds on every kind, so exact match is reported, not asserted. The held-out *answer log-probability*
+(`after/answer_logprob`, computed by the stage) is graded and moves far more than its spread: -1.06
+to -3.23 after SFT over those 7 seeds on Zen 4 (from -32.7), so the thresholds (>= -8, and a gain
+of >= 15 nats) sit ~5 nats below the worst seed and ~15 nats below the smallest gain.
 
 DPO on `brackets` + `upper` pairs (chosen "[fox]"/"FOX", rejected "fox"), full fine-tuning,
 100 steps, lr 1e-3, beta 0.1. The base prefers the rejected answer on 34 of 35 held-out pairs
@@ -44,15 +50,18 @@ TRAIN = {"dtype": "fp32", "warmup_steps": 10, "logging_steps": 50, "save_steps":
 
 
 @pytest.mark.slow
-def test_sft_raises_heldout_exact_match(tmp_path_factory, tmp_path):
+def test_sft_raises_heldout_answer_likelihood(tmp_path_factory, tmp_path):
     base = pretrained("nano", tmp_path_factory.getbasetemp())
     r = sft(model={"path": str(base)}, adapter={"method": "full"},
             tasks={"names": ["add"], "train_rows": 80, "eval_rows": 26},
             sft={"max_length": 64, "batching": "padding"},
             train=dict(TRAIN, max_steps=600, batch_size=16, lr=3e-3),
             run={"dir": str(tmp_path / "sft"), "sample_tokens": 0})
-    assert r.metrics["before/exact_match"] == 0.0
-    assert r.metrics["after/exact_match"] >= 0.2        # observed 0.27-0.62 over 4 seeds (docstring)
+    m = r.metrics
+    assert m["before/exact_match"] == 0.0
+    assert m["before/answer_logprob"] < -20.0                        # -32.7 on Zen 4
+    assert m["after/answer_logprob"] >= -8.0, m                      # -1.06 .. -3.23 over 7 seeds
+    assert m["after/answer_logprob"] >= m["before/answer_logprob"] + 15.0, m   # gains 29.4 .. 31.6
 
 
 @pytest.mark.slow

@@ -75,11 +75,19 @@ def heldout_rows(task_cfg: TasksSection) -> list[dict]:
 
 
 def task_scores(model: Any, tokenizer: Any, task_cfg: TasksSection, prefix: str) -> dict[str, float]:
-    """`{prefix}exact_match` and `{prefix}exact_match/<task>` on the held-out rows ({} without tasks)."""
+    """On the held-out rows ({} without tasks): `{prefix}exact_match` and `{prefix}exact_match/<task>`
+    (greedy answers), and `{prefix}answer_logprob`, the mean summed log-probability of the reference
+    answer and its end-of-turn after the prompt (teacher-forced: graded, where exact match on a few
+    dozen rows moves in steps of several percent)."""
+    from .pairs import completion_logprobs  # pairs imports this module
+
     rows = heldout_rows(task_cfg)
     if not rows:
         return {}
     report = task_lib.exact_match_report(model, tokenizer, rows, task_cfg.max_new_tokens)
     out = {f"{prefix}exact_match": round(report["accuracy"], 4)}
     out.update({f"{prefix}exact_match/{t}": round(v, 4) for t, v in report["by_task"].items()})
+    logps = completion_logprobs(model, tokenizer, [r["messages"][:-1] for r in rows],
+                                [r["messages"][-1:] for r in rows])
+    out[f"{prefix}answer_logprob"] = round(sum(logps) / len(logps), 4)
     return out
