@@ -85,10 +85,10 @@ def _assert_same_weights(a: Path, b: Path, name: str) -> None:
 @pytest.fixture
 def resumed_from(monkeypatch) -> list:
     """The checkpoint each stage call trained from (None: from the start)."""
-    import tunesmith.alignment.common as common
+    import tunesmith.lifecycle as lifecycle
 
-    seen, train = [], common.run_training
-    monkeypatch.setattr(common, "run_training", lambda trainer, resume: seen.append(resume) or train(trainer, resume))
+    seen, train = [], lifecycle.run_training
+    monkeypatch.setattr(lifecycle, "run_training", lambda trainer, resume: seen.append(resume) or train(trainer, resume))
     return seen
 
 

@@ -57,16 +57,22 @@ def lora_run(tmp_path_factory):
     (before saving), to compare with what the saved folder gives back."""
     base = pretrained("nano", tmp_path_factory.getbasetemp())
     module = importlib.import_module("tunesmith.alignment.sft")
-    original, captured = module.train_and_save, {}
+    original, captured = module.run_stage, {}
 
-    def spy(trainer, run, cfg, metrics, resume, after=None):
-        def after_and_capture(model):
-            captured["logits"] = _last_logits(model, trainer.processing_class)
-            return after(model) if after else {}
-        return original(trainer, run, cfg, metrics, resume, after_and_capture)
+    def spy(stage, cfg, load, build, **kw):
+        def build_and_capture(loaded, run, dtype, resuming):
+            training = build(loaded, run, dtype, resuming)
+            after = training.after
+
+            def after_and_capture(model):
+                captured["logits"] = _last_logits(model, training.trainer.processing_class)
+                return after(model) if after else {}
+            training.after = after_and_capture
+            return training
+        return original(stage, cfg, load, build_and_capture, **kw)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(module, "train_and_save", spy)
+        mp.setattr(module, "run_stage", spy)
         result = sft(model={"path": str(base)}, adapter={"method": "lora", "rank": 16},
                      tasks={"names": ["add"], "train_rows": 80, "eval_rows": 4},
                      sft={"max_length": 64, "batching": "padding"},

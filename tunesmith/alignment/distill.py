@@ -12,27 +12,26 @@ KL(teacher || student) before and after.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from transformers import set_seed
 
 from ..adapters import AdapterConfig
-from ..core.callbacks import console_progress
 from ..core.config import Section, coerce
-from ..core.device import pick_dtype
 from ..core.errors import UserError
 from ..core.modelio import load_causal_lm
 from ..core.result import StageResult
+from ..core.rundir import RunDir
 from ..core.train_config import RunSection, TrainSection
 from ..core.trainer_args import training_kwargs
 from ..data import DataPrepConfig
 from . import tasks as task_lib
 from .tasks import end_of_turn_ids
-from .common import (ModelSection, callbacks, keep_adapter_dtype, load_policy, load_tokenizer, open_run, resume_checkpoint,
-                     train_and_save)
+from ..lifecycle import Training, run_stage
+from .common import ModelSection, load_policy, load_tokenizer
 from .configs import TasksSection, stage_data
 from ..hub.config import PushConfig
 
@@ -84,33 +83,33 @@ def distill(config: DistillConfig | dict | str | None = None, **sections: Any) -
 
     >>> distill(model={"path": "student"}, teacher={"path": "teacher"}, tasks={"names": ["add"]})  # doctest: +SKIP
     """
-    from trl.experimental.gkd import GKDConfig, GKDTrainer
-
     cfg = coerce(DistillConfig, config, **sections)
-    run = open_run(cfg.run, "distill")
-    dtype = pick_dtype(cfg.train.dtype)
-    set_seed(cfg.train.seed)
-    student, tok = load_policy(cfg.model, cfg.adapter)
-    teacher = load_causal_lm(cfg.teacher.path, trust_remote_code=cfg.teacher.trust_remote_code,
-                             allow_pickle=cfg.teacher.allow_pickle).eval()
-    check_same_tokenizer(tok, load_tokenizer(cfg.teacher), student, teacher, cfg.teacher.path)
-    train_ds, heldout = conversation_data(cfg, run, tok)
-    run.start(cfg, seed=cfg.train.seed, dtype=dtype, train_rows=len(train_ds))
-
     d = cfg.distill
-    metrics: dict[str, Any] = {"before/kl_teacher_student": heldout_kl(student, teacher, tok, heldout, d.max_length)}
-    args = GKDConfig(**training_kwargs(cfg.train, run, dtype, has_eval=False),
-                     beta=DIVERGENCE_BETA.get(d.divergence, d.jsd_beta), lmbda=d.on_policy,
-                     seq_kd=d.teacher_generated, temperature=d.temperature, max_new_tokens=d.max_new_tokens,
-                     max_length=d.max_length, disable_dropout=True,
-                     gradient_checkpointing=cfg.train.gradient_checkpointing)
-    trainer = GKDTrainer(model=student, teacher_model=teacher, args=args, train_dataset=train_ds,
-                         processing_class=tok, callbacks=callbacks(run, cfg.train.batch_size * d.max_length, cfg.train))
-    keep_adapter_dtype(trainer.model, cfg.adapter)
-    console_progress(trainer)  # a bar on stderr; metrics go to metrics.jsonl
-    trainer.generation_config.eos_token_id = end_of_turn_ids(tok)  # on-policy samples stop at the turn's end
-    return train_and_save(trainer, run, cfg, metrics, resume_checkpoint(run, cfg.run), lambda model: {
-        "after/kl_teacher_student": heldout_kl(model, teacher, tok, heldout, d.max_length)})
+
+    def load(run: RunDir, dtype: str) -> SimpleNamespace:
+        student, tok = load_policy(cfg.model, cfg.adapter)
+        teacher = load_causal_lm(cfg.teacher.path, trust_remote_code=cfg.teacher.trust_remote_code,
+                                 allow_pickle=cfg.teacher.allow_pickle).eval()
+        check_same_tokenizer(tok, load_tokenizer(cfg.teacher), student, teacher, cfg.teacher.path)
+        train_ds, heldout = conversation_data(cfg, run, tok)
+        return SimpleNamespace(student=student, teacher=teacher, tok=tok, train=train_ds, heldout=heldout,
+                               environment={"train_rows": len(train_ds)})
+
+    def build(x: SimpleNamespace, run: RunDir, dtype: str, resuming: bool) -> Training:
+        from trl.experimental.gkd import GKDConfig, GKDTrainer
+
+        before = {"before/kl_teacher_student": heldout_kl(x.student, x.teacher, x.tok, x.heldout, d.max_length)}
+        args = GKDConfig(**training_kwargs(cfg.train, run, dtype, has_eval=False),
+                         beta=DIVERGENCE_BETA.get(d.divergence, d.jsd_beta), lmbda=d.on_policy,
+                         seq_kd=d.teacher_generated, temperature=d.temperature, max_new_tokens=d.max_new_tokens,
+                         max_length=d.max_length, disable_dropout=True)
+        trainer = GKDTrainer(model=x.student, teacher_model=x.teacher, args=args, train_dataset=x.train,
+                             processing_class=x.tok)
+        trainer.generation_config.eos_token_id = end_of_turn_ids(x.tok)  # on-policy samples stop at the turn's end
+        return Training(trainer, cfg.train.batch_size * d.max_length, before, lambda model: {
+            "after/kl_teacher_student": heldout_kl(model, x.teacher, x.tok, x.heldout, d.max_length)})
+
+    return run_stage("distill", cfg, load, build)
 
 
 def check_same_tokenizer(student_tok, teacher_tok, student, teacher, teacher_path: str) -> None:

@@ -21,26 +21,24 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import trl
 from pydantic import Field
-from transformers import set_seed
 
 from ..adapters import AdapterConfig
-from ..core.callbacks import console_progress
 from ..core.config import Section, coerce
-from ..core.device import pick_dtype
 from ..core.distributed import main_process_first, world_size
 from ..core.errors import UserError
 from ..core.result import StageResult
-from ..core.rundir import RunDir, atomic_dir
+from ..core.rundir import RunDir, atomic_dir, is_main_process
 from ..core.train_config import RunSection, TrainSection
 from ..core.trainer_args import training_kwargs
 from ..data import DataPrepConfig
 from ..hub.config import PushConfig
-from .common import (ModelSection, callbacks, keep_adapter_dtype, load_policy, open_run, resume_checkpoint,
-                     train_and_save)
+from ..lifecycle import Training, run_stage
+from .common import ModelSection, load_policy
 from .configs import TasksSection, stage_data, task_scores
 from .pairs import heldout_pairs, pair_scores
 
@@ -197,34 +195,30 @@ def _ref_copy(choice: str, cfg: _PreferenceConfig) -> Any:
 
 def run_preference(cfg: _PreferenceConfig, stage: str) -> StageResult:
     """The body every preference stage shares."""
-    run = open_run(cfg.run, stage)
-    dtype = pick_dtype(cfg.train.dtype)
-    set_seed(cfg.train.seed)
-    with main_process_first():  # the others reuse what it prepared
+
+    def load(run: RunDir, dtype: str) -> SimpleNamespace:
         model, tok = load_policy(cfg.model, cfg.adapter)
         data = stage_data(cfg.data, cfg.tasks, run, tok, "kto" if stage == "kto" else "preference")
-    pairs = heldout_pairs(cfg.tasks, data)
-    eval_ds = _eval_split(stage, cfg, data)
-    run.start(cfg, seed=cfg.train.seed, dtype=dtype, train_rows=data["train"].num_rows)
+        return SimpleNamespace(model=model, tok=tok, data=data, pairs=heldout_pairs(cfg.tasks, data),
+                               eval=_eval_split(stage, cfg, data),
+                               environment={"train_rows": data["train"].num_rows})
 
-    metrics: dict[str, Any] = {**pair_scores(model, tok, pairs, "before/"), **task_scores(model, tok, cfg.tasks, "before/")}
-    train_ds = data["train"]
-    if _precomputes(cfg, stage) and world_size() > 1:
-        train_ds, eval_ds = (_shared(run, name, ds) for name, ds in (("train", train_ds), ("eval", eval_ds)))
-    trainer = _trainer(cfg, stage, model, tok, run, dtype, train_ds, eval_ds)
-    keep_adapter_dtype(trainer.model, cfg.adapter)
-    console_progress(trainer)  # a bar on stderr; metrics go to metrics.jsonl
-    for cb in callbacks(run, _tokens_per_step(trainer, cfg.train.batch_size), cfg.train):
-        trainer.add_callback(cb)
+    def build(x: SimpleNamespace, run: RunDir, dtype: str, resuming: bool) -> Training:
+        before = {**pair_scores(x.model, x.tok, x.pairs, "before/"), **task_scores(x.model, x.tok, cfg.tasks, "before/")}
+        train_ds, eval_ds = x.data["train"], x.eval
+        if _precomputes(cfg, stage) and world_size() > 1:
+            train_ds, eval_ds = (_shared(run, name, ds) for name, ds in (("train", train_ds), ("eval", eval_ds)))
+        trainer = _trainer(cfg, stage, x.model, x.tok, run, dtype, train_ds, eval_ds)
 
-    def after(trained: Any) -> dict[str, Any]:
-        scores = trainer.evaluate() if eval_ds is not None else {}
-        return {**{k: v for k, v in scores.items() if isinstance(v, (int, float))},
-                **pair_scores(trained, tok, pairs, "after/"), **task_scores(trained, tok, cfg.tasks, "after/")}
+        def after(trained: Any) -> dict[str, Any]:
+            scores = trainer.evaluate() if eval_ds is not None else {}
+            return {**{k: v for k, v in scores.items() if isinstance(v, (int, float))},
+                    **pair_scores(trained, x.tok, x.pairs, "after/"), **task_scores(trained, x.tok, cfg.tasks, "after/")}
+        return Training(trainer, _tokens_per_step(trainer, cfg.train.batch_size), before, after)
 
-    result = train_and_save(trainer, run, cfg, metrics, resume_checkpoint(run, cfg.run), after)
-    if run.main:
-        shutil.rmtree(run.path / "data_cache", ignore_errors=True)  # the copies _shared made
+    result = run_stage(stage, cfg, load, build)
+    if result.run_dir.exists() and is_main_process():
+        shutil.rmtree(result.run_dir / "data_cache", ignore_errors=True)  # the copies _shared made
     return result
 
 

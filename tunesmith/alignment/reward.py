@@ -9,22 +9,20 @@ loss), reporting pairwise accuracy on held-out pairs before and after training.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
 
 from pydantic import Field
-from transformers import set_seed
-
 from ..adapters import AdapterConfig
-from ..core.callbacks import console_progress
 from ..core.config import Section, coerce
-from ..core.device import pick_dtype
 from ..core.errors import UserError
 from ..core.result import StageResult
+from ..core.rundir import RunDir
 from ..core.train_config import RunSection, TrainSection
 from ..core.trainer_args import training_kwargs
 from ..data import DataPrepConfig
 from . import tasks as task_lib
-from .common import (ModelSection, callbacks, keep_adapter_dtype, load_policy, open_run, resume_checkpoint,
-                     train_and_save)
+from ..lifecycle import Training, run_stage
+from .common import ModelSection, load_policy
 from .configs import TasksSection, stage_data
 from ..hub.config import PushConfig
 
@@ -72,34 +70,37 @@ def reward(config: RewardConfig | dict | str | None = None, **sections) -> Stage
     from trl import RewardTrainer
 
     cfg = _with_score_head(coerce(RewardConfig, config, **sections))
-    run = open_run(cfg.run, "reward")
-    dtype = pick_dtype(cfg.train.dtype)
-    set_seed(cfg.train.seed)
-    model, tok = load_policy(cfg.model, cfg.adapter, num_labels=1)
-    data = _preference_data(cfg, run, tok)
-    if not data.get("validation"):
-        raise UserError("no held-out pairs to measure pairwise accuracy on", field="data.split.validation",
-                        fix="set data.split.validation (e.g. 0.1) or name embedded tasks in tasks.names")
-    run.start(cfg, seed=cfg.train.seed, dtype=dtype)
 
-    args = TRLRewardConfig(**training_kwargs(cfg.train, run, dtype, has_eval=True),
-                           max_length=cfg.reward.max_length, disable_dropout=True,
-                           center_rewards_coefficient=cfg.reward.center_rewards_coefficient)
-    trainer = RewardTrainer(model=model, args=args, train_dataset=data["train"],
-                            eval_dataset=data["validation"], processing_class=tok,
-                            callbacks=callbacks(run, cfg.train.batch_size * (cfg.reward.max_length or 512), cfg.train))
-    keep_adapter_dtype(trainer.model, cfg.adapter)
-    console_progress(trainer)  # a bar on stderr; metrics go to metrics.jsonl
-    metrics: dict = _dropped(data, trainer)
-    resume_from = resume_checkpoint(run, cfg.run)
-    if resume_from is None:
-        metrics["initial_eval_accuracy"] = trainer.evaluate()["eval_accuracy"]
+    def load(run: RunDir, dtype: str) -> SimpleNamespace:
+        model, tok = load_policy(cfg.model, cfg.adapter, num_labels=1)
+        data = _preference_data(cfg, run, tok)
+        if not data.get("validation"):
+            raise UserError("no held-out pairs to measure pairwise accuracy on", field="data.split.validation",
+                            fix="set data.split.validation (e.g. 0.1) or name embedded tasks in tasks.names")
+        return SimpleNamespace(model=model, tok=tok, data=data)
 
-    def after(_model) -> dict:
-        final = trainer.evaluate()
-        return {k: final[k] for k in ("eval_accuracy", "eval_margin", "eval_loss")}
+    def build(x: SimpleNamespace, run: RunDir, dtype: str, resuming: bool) -> Training:
+        from trl import RewardConfig as TRLRewardConfig
+        from trl import RewardTrainer
 
-    return train_and_save(trainer, run, cfg, metrics, resume_from, after)
+        args = TRLRewardConfig(**training_kwargs(cfg.train, run, dtype, has_eval=True),
+                               max_length=cfg.reward.max_length, disable_dropout=True,
+                               center_rewards_coefficient=cfg.reward.center_rewards_coefficient)
+        trainer = RewardTrainer(model=x.model, args=args, train_dataset=x.data["train"],
+                                eval_dataset=x.data["validation"], processing_class=x.tok)
+
+        def before() -> dict:
+            out = _dropped(x.data, trainer)
+            if not resuming:
+                out["initial_eval_accuracy"] = trainer.evaluate()["eval_accuracy"]
+            return out
+
+        def after(_model) -> dict:
+            final = trainer.evaluate()
+            return {k: final[k] for k in ("eval_accuracy", "eval_margin", "eval_loss")}
+        return Training(trainer, cfg.train.batch_size * (cfg.reward.max_length or 512), before, after)
+
+    return run_stage("reward", cfg, load, build)
 
 
 def _with_score_head(cfg: RewardConfig) -> RewardConfig:

@@ -24,24 +24,22 @@ import math
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Literal, Sequence
 
 import torch
 from pydantic import Field
-from transformers import set_seed
-
 from ..adapters import AdapterConfig
-from ..core.callbacks import console_progress
 from ..core.config import Section, coerce
-from ..core.device import pick_dtype
 from ..core.errors import UserError
 from ..core.result import StageResult
+from ..core.rundir import RunDir
 from ..core.train_config import RunSection, TrainSection
 from ..core.trainer_args import batch_layout, training_kwargs, world_size
 from ..data import DataPrepConfig, render_messages
 from . import tasks as task_lib
-from .common import (ModelSection, callbacks, keep_adapter_dtype, load_policy, load_tokenizer, open_run, resume_checkpoint,
-                     train_and_save)
+from ..lifecycle import Training, run_stage
+from .common import ModelSection, load_policy, load_tokenizer
 from .configs import TasksSection, stage_data
 from .tasks import end_of_turn_ids
 from ..hub.config import PushConfig
@@ -114,39 +112,38 @@ def rlhf(config: RLHFConfig | dict | str | None = None, *, reward_funcs: Sequenc
     >>> def short(prompts, completions, **kw): return [-len(c[0]["content"]) / 10 for c in completions]
     >>> rlhf(model={"path": "runs/sft/model"}, tasks={"names": ["add"]}, reward_funcs=[short])  # doctest: +SKIP
     """
-    import trl
-
     cfg = coerce(RLHFConfig, config, **sections)
     _check_batch(cfg)
     funcs, names = reward_sources(cfg.rewards, list(reward_funcs))
     weights = _weights(cfg.rewards, len(funcs))
-    run = open_run(cfg.run, "rlhf")
-    dtype = pick_dtype(cfg.train.dtype)
-    set_seed(cfg.train.seed)
-    model, tok = load_policy(cfg.model, cfg.adapter)
-    getattr(model, "get_base_model", lambda: model)().generation_config.eos_token_id = end_of_turn_ids(tok)
-    train_ds, heldout = prompt_data(cfg, run, tok)
-    run.start(cfg, seed=cfg.train.seed, dtype=dtype, train_prompts=len(train_ds), rewards=names)
 
-    metrics: dict[str, Any] = heldout_reward(model, tok, heldout, funcs, names, weights, cfg, "before/")
-    config_cls, trainer_cls = (trl.GRPOConfig, trl.GRPOTrainer) if cfg.rl.method == "grpo" \
-        else (trl.RLOOConfig, trl.RLOOTrainer)
-    g = cfg.generation
-    args = config_cls(**training_kwargs(cfg.train, run, dtype, has_eval=False),
-                      num_generations=g.num_generations, max_completion_length=g.max_new_tokens,
-                      temperature=g.temperature, top_p=g.top_p, top_k=g.top_k,
-                      repetition_penalty=g.repetition_penalty, beta=cfg.rl.beta, epsilon=cfg.rl.epsilon,
-                      num_iterations=cfg.rl.num_iterations, reward_weights=weights, disable_dropout=True,
-                      gradient_checkpointing=cfg.train.gradient_checkpointing, log_completions=False)
-    tokens_per_step = cfg.train.batch_size * g.max_new_tokens
-    trainer = trainer_cls(model=model, reward_funcs=funcs, args=args, train_dataset=train_ds,
-                          processing_class=tok, reward_processing_classes=_reward_tokenizers(funcs, tok),
-                          callbacks=callbacks(run, tokens_per_step, cfg.train))
-    keep_adapter_dtype(trainer.model, cfg.adapter)
-    console_progress(trainer)  # a bar on stderr; metrics go to metrics.jsonl
-    return train_and_save(trainer, run, cfg, metrics, resume_checkpoint(run, cfg.run), lambda model: {
-        **_last_logged(trainer.state.log_history, ("kl", "reward", "entropy")),
-        **heldout_reward(model, tok, heldout, funcs, names, weights, cfg, "after/")})
+    def load(run: RunDir, dtype: str) -> SimpleNamespace:
+        model, tok = load_policy(cfg.model, cfg.adapter)
+        getattr(model, "get_base_model", lambda: model)().generation_config.eos_token_id = end_of_turn_ids(tok)
+        train_ds, heldout = prompt_data(cfg, run, tok)
+        return SimpleNamespace(model=model, tok=tok, train=train_ds, heldout=heldout,
+                               environment={"train_prompts": len(train_ds), "rewards": names})
+
+    def build(x: SimpleNamespace, run: RunDir, dtype: str, resuming: bool) -> Training:
+        import trl
+
+        before = heldout_reward(x.model, x.tok, x.heldout, funcs, names, weights, cfg, "before/")
+        config_cls, trainer_cls = (trl.GRPOConfig, trl.GRPOTrainer) if cfg.rl.method == "grpo" \
+            else (trl.RLOOConfig, trl.RLOOTrainer)
+        g = cfg.generation
+        args = config_cls(**training_kwargs(cfg.train, run, dtype, has_eval=False),
+                          num_generations=g.num_generations, max_completion_length=g.max_new_tokens,
+                          temperature=g.temperature, top_p=g.top_p, top_k=g.top_k,
+                          repetition_penalty=g.repetition_penalty, beta=cfg.rl.beta, epsilon=cfg.rl.epsilon,
+                          num_iterations=cfg.rl.num_iterations, reward_weights=weights, disable_dropout=True,
+                          log_completions=False)
+        trainer = trainer_cls(model=x.model, reward_funcs=funcs, args=args, train_dataset=x.train,
+                              processing_class=x.tok, reward_processing_classes=_reward_tokenizers(funcs, x.tok))
+        return Training(trainer, cfg.train.batch_size * g.max_new_tokens, before, lambda model: {
+            **_last_logged(trainer.state.log_history, ("kl", "reward", "entropy")),
+            **heldout_reward(model, x.tok, x.heldout, funcs, names, weights, cfg, "after/")})
+
+    return run_stage("rlhf", cfg, load, build)
 
 
 # ---- reward sources ---------------------------------------------------------------------------

@@ -20,25 +20,23 @@ What tunesmith adds over a plain `SFTTrainer`:
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import trl
 from pydantic import Field
-from transformers import set_seed
 
 from ..adapters import AdapterConfig
-from ..core.callbacks import console_progress
 from ..core.config import Section, coerce
-from ..core.device import pick_dtype
-from ..core.distributed import main_process_first
 from ..core.errors import UserError
 from ..core.result import StageResult
+from ..core.rundir import RunDir
 from ..core.train_config import RunSection, TrainSection
 from ..core.trainer_args import training_kwargs
 from ..data import DataPrepConfig, render_messages
 from ..hub.config import PushConfig
-from .common import (ModelSection, callbacks, keep_adapter_dtype, load_policy, open_run, resume_checkpoint,
-                     train_and_save)
+from ..lifecycle import Training, run_stage
+from .common import ModelSection, load_policy
 from .configs import TasksSection, stage_data, task_scores
 
 
@@ -167,29 +165,26 @@ def sft(config: SFTConfig | dict | str | Path | None = None, **sections: Any) ->
         True
     """
     cfg = coerce(SFTConfig, config, **sections)
-    run = open_run(cfg.run, "sft")
-    dtype = pick_dtype(cfg.train.dtype)
-    set_seed(cfg.train.seed)
-    with main_process_first():  # the others reuse what it prepared
+
+    def load(run: RunDir, dtype: str) -> SimpleNamespace:
         model, tok = load_policy(cfg.model, cfg.adapter, chat_tokens=True)
         data = stage_data(cfg.data, cfg.tasks, run, tok, "instruction")
         train_ds = _truncate(tokenize_split(data["train"], tok, cfg.sft.loss), cfg.sft.max_length)
         eval_ds = _truncate(tokenize_split(data["validation"], tok, cfg.sft.loss), cfg.sft.max_length) \
             if "validation" in data else None
-    run.start(cfg, seed=cfg.train.seed, dtype=dtype, train_rows=train_ds.num_rows)
+        return SimpleNamespace(model=model, tok=tok, train=train_ds, eval=eval_ds,
+                               environment={"train_rows": train_ds.num_rows})
 
-    metrics: dict[str, Any] = task_scores(model, tok, cfg.tasks, "before/")
-    trainer = trl.SFTTrainer(model=model, args=trl_sft_args(cfg, run, dtype, eval_ds is not None),
-                             train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tok)
-    keep_adapter_dtype(trainer.model, cfg.adapter)
-    metrics["tokens_per_step"] = _tokens_per_step(trainer.train_dataset, cfg.train.batch_size)
-    console_progress(trainer)  # a bar on stderr; metrics go to metrics.jsonl
-    for cb in callbacks(run, metrics["tokens_per_step"], cfg.train):
-        trainer.add_callback(cb)
+    def build(x: SimpleNamespace, run: RunDir, dtype: str, resuming: bool) -> Training:
+        before = task_scores(x.model, x.tok, cfg.tasks, "before/")
+        trainer = trl.SFTTrainer(model=x.model, args=trl_sft_args(cfg, run, dtype, x.eval is not None),
+                                 train_dataset=x.train, eval_dataset=x.eval, processing_class=x.tok)
+        before["tokens_per_step"] = _tokens_per_step(trainer.train_dataset, cfg.train.batch_size)
 
-    def after(trained: Any) -> dict[str, Any]:
-        scores = trainer.evaluate() if eval_ds is not None else {}
-        return {**{k: v for k, v in scores.items() if isinstance(v, (int, float))},
-                **task_scores(trained, tok, cfg.tasks, "after/")}
+        def after(trained: Any) -> dict[str, Any]:
+            scores = trainer.evaluate() if x.eval is not None else {}
+            return {**{k: v for k, v in scores.items() if isinstance(v, (int, float))},
+                    **task_scores(trained, x.tok, cfg.tasks, "after/")}
+        return Training(trainer, before["tokens_per_step"], before, after)
 
-    return train_and_save(trainer, run, cfg, metrics, resume_checkpoint(run, cfg.run), after)
+    return run_stage("sft", cfg, load, build)

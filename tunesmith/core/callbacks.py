@@ -67,16 +67,6 @@ class NonFiniteGuard(TrainerCallback):
                "No checkpoint was written yet (lower train.lr, check the data, or set train.on_nonfinite: skip)"))
 
 
-def training_callbacks(run: RunDir, train, tokens_per_step: int) -> list[TrainerCallback]:
-    """The callbacks every stage's trainer gets: metrics.jsonl, the checkpoint completion
-    marker, the non-finite guard."""
-    from ..report.tensorboard import report_callbacks
-    from .checkpoints import MarkComplete
-
-    return [MetricsLogger(run, tokens_per_step), MarkComplete(), NonFiniteGuard(run, train.on_nonfinite),
-            *report_callbacks(train.report_to, run.path)]
-
-
 class ProgressBar(ProgressCallback):
     """transformers' progress bar (stderr; off under `--quiet`/`--json` via TQDM_DISABLE) with
     the latest loss, grad norm and learning rate as its postfix, instead of echoing every log

@@ -8,25 +8,21 @@ the Hugging Face Trainer, save a standard model folder, print a sample.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
-from transformers import GenerationConfig, TrainingArguments, set_seed
+from transformers import GenerationConfig, TrainingArguments
 
-from ..core.callbacks import console_progress, training_callbacks
-from ..core.checkpoints import last_checkpoint
 from ..core.config import coerce
-from ..core.device import pick_dtype
-from ..core.distributed import main_process_first
 from ..core.errors import UserError
-from ..core.finish import finish_run
 from ..core.modelio import check_model_folder, load_causal_lm
 from ..core.result import StageResult
-from ..core.rundir import RunDir, atomic_dir, default_run_dir
+from ..core.rundir import RunDir, atomic_dir
 from ..core.trainer_args import batch_layout, training_kwargs
-from ..core.training import evaluate_before_training, train as run_training
+from ..core.training import evaluate_before_training
+from ..lifecycle import Training, run_stage
 from .config import PretrainConfig
 from .curriculum import CurriculumSampler
 from .data import build_data, tokenizer_texts
@@ -47,45 +43,43 @@ def pretrain(config: PretrainConfig | dict | None = None, **sections) -> Pretrai
     """Train a causal LM from scratch (or continue one) as `config` says; see PretrainConfig."""
     cfg = coerce(PretrainConfig, config, **sections)
     _check(cfg)
-    run = RunDir.create(cfg.run.dir or default_run_dir("pretrain"), resume=cfg.run.resume,
-                        overwrite=cfg.run.overwrite, make=False)
-    dtype = pick_dtype(cfg.train.dtype)
-    set_seed(cfg.train.seed)
-    with main_process_first():  # the others reuse the tokenizer it wrote
+
+    def load(run: RunDir, dtype: str) -> SimpleNamespace:
         tokenizer = _tokenizer(cfg, run)
         model = _model(cfg, tokenizer)
         reference = load_causal_lm(cfg.curriculum.reference_model) if cfg.curriculum.score == "perplexity" \
             and cfg.curriculum.enabled and cfg.curriculum.reference_model else None
         data = build_data(cfg, tokenizer, reference)
-        # every input is valid: only now does anything get written
+        # every input is valid: only now does anything get written (the other processes load this tokenizer)
         run.make()
         if run.main and not (cfg.run.resume and (run.path / "tokenizer").is_dir()):  # overwrite: replaced
             with atomic_dir(run.path / "tokenizer") as tmp:
                 tokenizer.save_pretrained(tmp)
-    run.write_config(cfg)
-    run.write_environment(seed=cfg.train.seed, dtype=dtype, parameters=count_parameters(model),
-                          data=data.stats)
+        return SimpleNamespace(tokenizer=tokenizer, model=model, data=data,
+                               environment={"parameters": count_parameters(model), "data": data.stats})
 
-    trainer = _trainer(cfg, run, model, tokenizer, data, dtype)
-    resume_from = last_checkpoint(run.checkpoints) if cfg.run.resume else None
-    metrics: dict = {"parameters": count_parameters(model), "dtype": dtype, **data.stats}
-    if resume_from is None and data.validation is not None:
-        metrics["initial_eval_loss"] = evaluate_before_training(trainer)["eval_loss"]
-    if resume_from is not None:
-        run.truncate_metrics_after(int(Path(resume_from).name.split("-")[-1]))
-    t0 = time.perf_counter()
-    out = run_training(trainer, resume_from)
-    metrics["train_seconds"] = round(time.perf_counter() - t0, 2)
-    metrics["train_loss"] = out.training_loss
-    metrics["steps"] = trainer.state.global_step
-    if data.validation is not None:
-        metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
-        metrics["perplexity"] = math.exp(min(metrics["eval_loss"], 50))
-    model_path = _save(run, model, tokenizer)
-    sample = generate_sample(model, tokenizer, cfg.run.sample_prompt, cfg.run.sample_tokens, cfg.train.seed)
-    run.write_json("results.json", {"metrics": metrics, "model_path": str(model_path), "sample": sample})
-    finish_run(run, trainer.state.global_step, cfg.push_to_hub)
-    return PretrainResult(run.path, model_path, metrics, sample)
+    def build(x: SimpleNamespace, run: RunDir, dtype: str, resuming: bool) -> Training:
+        trainer = _trainer(cfg, run, x.model, x.tokenizer, x.data, dtype)
+
+        def before() -> dict:
+            out = {"parameters": count_parameters(x.model), "dtype": dtype, **x.data.stats}
+            if not resuming and x.data.validation is not None:
+                out["initial_eval_loss"] = evaluate_before_training(trainer)["eval_loss"]
+            return out
+
+        def after(model) -> dict:
+            if x.data.validation is None:
+                return {}
+            loss = trainer.evaluate()["eval_loss"]
+            return {"eval_loss": loss, "perplexity": math.exp(min(loss, 50))}
+
+        def sample(model) -> dict:
+            return {"sample": generate_sample(model, x.tokenizer, cfg.run.sample_prompt, cfg.run.sample_tokens,
+                                              cfg.train.seed)}
+        return Training(trainer, cfg.train.batch_size * cfg.data.block_size, before, after,
+                        save=lambda run_, model: _save(run_, model, x.tokenizer), finish=sample)
+
+    return run_stage("pretrain", cfg, load, build, result_cls=PretrainResult)
 
 
 def _check(cfg: PretrainConfig) -> None:
@@ -156,11 +150,8 @@ def _trainer(cfg: PretrainConfig, run: RunDir, model, tokenizer, data, dtype: st
         c = cfg.curriculum
         sampler = CurriculumSampler(len(data.train), t.max_steps * t.batch_size, c.start_fraction,
                                     c.full_at, c.pacing, t.seed)
-    trainer = PretrainTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.validation,
-                              processing_class=tokenizer, curriculum_sampler=sampler,
-                              callbacks=training_callbacks(run, t, t.batch_size * cfg.data.block_size))
-    console_progress(trainer)  # a bar on stderr; metrics go to metrics.jsonl
-    return trainer
+    return PretrainTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.validation,
+                           processing_class=tokenizer, curriculum_sampler=sampler)
 
 
 def _save(run: RunDir, model, tokenizer) -> Path:

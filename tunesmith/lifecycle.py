@@ -1,0 +1,148 @@
+"""One stage lifecycle, owned here; each stage supplies only what differs.
+
+    run directory (checked, not made) -> load inputs -> the run starts (config.yaml,
+    environment.json) -> trainer -> measure before -> train (checkpoints; --resume from the last
+    complete one) -> measure after -> save the artifact -> results.json -> peak memory, report,
+    optional Hub push -> the result
+
+A stage calls `run_stage(name, cfg, load, build)`:
+- `load(run, dtype)` loads and checks every input (model, tokenizer, data) and returns them in
+  any shape the stage likes. It runs on the main process first (the others then reuse what it
+  prepared) and before anything is written into the run directory, so bad input leaves an
+  existing run untouched. It may return `environment` (a dict, as attribute) for environment.json.
+- `build(loaded, run, dtype, resuming)` returns a `Training`: the trainer, tokens per optimizer
+  step (for tokens/s), the metrics measured before training, and how to measure after it; the
+  lifecycle adds the callbacks every stage shares (metrics.jsonl, checkpoint completion marker,
+  non-finite guard, live loggers) and the progress bar.
+
+`cfg` is the stage's config: its `run`, `train`, `push_to_hub` and (when present) `adapter` and
+`model.path` sections are read here.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from transformers import TrainerCallback, set_seed
+
+from .core.callbacks import MetricsLogger, NonFiniteGuard, console_progress
+from .core.checkpoints import MarkComplete, last_checkpoint
+from .core.device import pick_dtype
+from .core.distributed import main_process_first
+from .core.result import StageResult
+from .core.rundir import RunDir, atomic_dir, default_run_dir
+from .core.training import train as run_training
+
+
+@dataclass
+class Training:
+    """What a stage hands the lifecycle once its inputs have loaded."""
+
+    trainer: Any
+    tokens_per_step: int
+    # metrics measured before training: a dict, or a function the lifecycle calls once the trainer has
+    # its callbacks (so an evaluation it runs is logged to metrics.jsonl)
+    before: dict | Callable[[], dict] = field(default_factory=dict)
+    after: Callable[[Any], dict] | None = None  # metrics of the trained model (gets trainer.model)
+    save: Callable[[RunDir, Any], Path] | None = None  # default: `save_output` (adapter or full model)
+    finish: Callable[[Any], dict] | None = None  # extra results.json keys and result fields (e.g. sample)
+
+
+def open_run(run_cfg: Any, stage: str) -> RunDir:
+    """The stage's run directory, checked but not yet made (see the module docstring)."""
+    return RunDir.create(run_cfg.dir or default_run_dir(stage), resume=run_cfg.resume,
+                         overwrite=run_cfg.overwrite, make=False)
+
+
+def resume_checkpoint(run: RunDir, resume: bool) -> Path | None:
+    """With `resume`, the last complete checkpoint, metrics.jsonl cut back to its step (so no
+    step is logged twice); otherwise None (train from the start)."""
+    ckpt = last_checkpoint(run.checkpoints) if resume else None
+    if ckpt is not None:
+        run.truncate_metrics_after(int(ckpt.name.split("-")[-1]))
+    return ckpt
+
+
+def run_stage(stage: str, cfg: Any, load: Callable[[RunDir, str], Any],
+              build: Callable[[Any, RunDir, str, bool], Training],
+              result_cls: type[StageResult] = StageResult) -> StageResult:
+    """Run one training stage through the lifecycle (see the module docstring)."""
+    run = open_run(cfg.run, stage)
+    dtype = pick_dtype(cfg.train.dtype)
+    set_seed(cfg.train.seed)
+    with main_process_first():  # the others reuse what it prepared
+        loaded = load(run, dtype)
+    run.start(cfg, seed=cfg.train.seed, dtype=dtype, **getattr(loaded, "environment", {}))
+    resume = resume_checkpoint(run, cfg.run.resume)
+    plan = build(loaded, run, dtype, resume is not None)
+    trainer = plan.trainer
+    adapter = getattr(cfg, "adapter", None)
+    if adapter is not None:
+        from .adapters.quantize import keep_adapter_dtype
+
+        keep_adapter_dtype(trainer.model, adapter)
+    for callback in training_callbacks(run, cfg.train, plan.tokens_per_step):
+        trainer.add_callback(callback)
+    console_progress(trainer)  # a bar on stderr; metrics go to metrics.jsonl
+
+    metrics = plan.before() if callable(plan.before) else dict(plan.before)
+    t0 = time.perf_counter()
+    out = run_training(trainer, resume)
+    metrics.update(train_seconds=round(time.perf_counter() - t0, 2), train_loss=out.training_loss,
+                   steps=trainer.state.global_step)
+    if plan.after is not None:
+        metrics.update(plan.after(trainer.model))
+    save = plan.save or (lambda run_, model: save_output(run_, model, trainer.processing_class, adapter,
+                                                         cfg.model.path))
+    path = save(run, trainer.model)
+    extra = plan.finish(trainer.model) if plan.finish is not None else {}
+    run.write_json("results.json", {"metrics": metrics, "model_path": str(path), **extra})
+    finish_run(run, trainer.state.global_step, getattr(cfg, "push_to_hub", None))
+    return result_cls(run.path, path, metrics, **extra)
+
+
+def training_callbacks(run: RunDir, train, tokens_per_step: int) -> list[TrainerCallback]:
+    """The callbacks every stage's trainer gets: metrics.jsonl, the checkpoint completion
+    marker, the non-finite guard."""
+    from .report.tensorboard import report_callbacks
+
+    return [MetricsLogger(run, tokens_per_step), MarkComplete(), NonFiniteGuard(run, train.on_nonfinite),
+            *report_callbacks(train.report_to, run.path)]
+
+
+def save_output(run: RunDir, model: Any, tokenizer: Any, adapter: Any, base_path: str) -> Path:
+    """The stage's artifact in `run/model`: a PEFT adapter folder (loadable with
+    `PeftModel.from_pretrained`, recording its base) or, for `method: full`, a full model folder;
+    the tokenizer as trained (chat template included) beside it."""
+    from .adapters.artifacts import save_adapter
+
+    final = run.path / "model"
+    if not run.main:
+        return final
+    if adapter is None or adapter.method == "full":
+        with atomic_dir(final) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+        return final
+    save_adapter(model, final, adapter, base=base_path)
+    tokenizer.save_pretrained(final)
+    return final
+
+
+def finish_run(run: RunDir, step: int | None = None, push_to_hub: Any = None) -> dict:
+    """Log peak memory, write report.md/report.html, push when the recipe asks. Main process only.
+    Returns {"peak_memory": ..., "report": path, "pushed": url}."""
+    from .report import log_peak_memory, write_report
+
+    out: dict = {}
+    out["peak_memory"] = log_peak_memory(run, step=step) if run.main else {}
+    if not run.main:
+        return out
+    out["report"] = str(write_report(run.path).html)
+    if push_to_hub is not None:
+        from .hub import push
+
+        out["pushed"] = push(run.path, push_to_hub).url
+    return out
