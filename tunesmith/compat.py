@@ -1,15 +1,18 @@
-"""Workarounds of library behaviour, each with the version it targets and a test that fails
-when the library changes under it (tests/core/test_compat.py).
+"""Every workaround of a library behaviour, in one place: each names the library version it was
+written against and the library code it mirrors, and tests/core/test_compat.py holds a test
+that fails when the library changes under it (then the workaround is revisited, not kept blind).
 
-Every place where tunesmith undoes or steers around a library's behaviour lives here:
-- `prefix_tuning_backbone`: peft <= 0.21.2 decides whether an encoder can take prefix tuning by
-  looking for a `past_key_values` parameter in the backbone's `forward` signature; transformers
-  5.24 renamed it `cache` in BERT-style encoders (the old name still works through
-  `deprecate_kwarg` until 5.40), so peft refuses a model that works.
-- `bnb_cpu_packed_path`: bitsandbytes >= 0.49 repacks a 4-bit weight into a CPU-specific layout
-  on AVX512-BF16 CPUs the first time `Linear4bit` runs without grad, which changes the numbers
-  and crashes on layers narrower than the quantization block. tunesmith runs the same
-  dequantize-then-matmul path on every CPU (see `tunesmith.adapters.quantize`).
+| workaround | library (version) | why |
+|---|---|---|
+| `prefix_tuning_backbone` | peft 0.21.2, transformers 5.24 | peft looks for `past_key_values` in an encoder's forward signature; BERT's now names it `cache` |
+| `set_bnb_cpu_packing` | bitsandbytes 0.49-0.50.2 | AVX512-BF16 CPUs repack 4-bit weights at the first no-grad forward (other numbers, crashes) |
+| `expose_head_bias` | trl 1.16, peft 0.21.2 | TRL's fused LM-head loss reads `lm_head.bias`, which peft's token wrapper does not forward |
+| `unprepare_after_evaluate` | transformers 5.24, accelerate 1.15 | an `evaluate()` before `train()` marks the model prepared, so DDP never wraps it |
+| `load_checkpoint_weights` | transformers 5.24 | loading a finished checkpoint without training one step past `max_steps` |
+| `CustomSampler` | transformers 5.24 | the Trainer's train sampler is chosen by the private `_get_train_sampler` |
+| `keep_adapter_dtype` | trl 1.16 | TRL's trainers cast a quantized model's trainable weights to bf16 (slow or failing on CPU) |
+| `DPO_LOSS_TYPES` | trl 1.16 | the DPO loss names TRL accepts, for tunesmith's typed config |
+| `trl_experimental` | trl 1.16 | ORPO, CPO (SimPO), GKD and the ChatML collator live under `trl.experimental` |
 """
 from __future__ import annotations
 
@@ -104,3 +107,96 @@ def set_bnb_cpu_packing(model: nn.Module, enabled: bool) -> int:
         setattr(module, BNB_PACKING_FLAG, bool(enabled) and bnb_packs_on_this_cpu())
         count += 1
     return count
+
+
+# --- TRL's fused LM-head loss on peft's trainable-token rows (trl 1.16, peft 0.21.2) -----------
+# trl/trainer/utils.py `_fused_forward` reads `lm_head.weight, lm_head.bias`; on peft's
+# `TrainableTokensWrapper` (peft/utils/other.py `AuxiliaryTrainingWrapper.__getattr__`) `.weight`
+# is the merged weight with the trainable rows (differentiable) but `.bias` raises AttributeError.
+
+def expose_head_bias(model: nn.Module) -> None:
+    """Give each peft `TrainableTokensWrapper` a `bias` attribute (its base layer's, usually None).
+    Stored outside nn.Module's registries, so no state dict changes."""
+    from peft.utils.other import TrainableTokensWrapper
+
+    for module in model.modules():
+        if isinstance(module, TrainableTokensWrapper) and "bias" not in module.__dict__:
+            object.__setattr__(module, "bias", getattr(module.token_adapter.base_layer, "bias", None))
+
+
+# --- evaluate() before train() under DDP (transformers 5.24, accelerate 1.15) --------------------
+# transformers/trainer.py `evaluate` -> `_prepare_for_eval` prepares the model through the
+# accelerator, which records it in `accelerator._models` and sets `_is_accelerate_prepared`;
+# `train()` then skips wrapping it in DistributedDataParallel and the processes train apart.
+
+def unprepare_after_evaluate(trainer) -> None:
+    """Undo the preparation an `evaluate()` before `train()` left behind."""
+    trainer.accelerator._models.clear()
+    trainer.model.__dict__.pop("_is_accelerate_prepared", None)
+    trainer.model_wrapped = trainer.model
+
+
+# --- a checkpoint already at max_steps (transformers 5.24) --------------------------------------
+# transformers/trainer.py `Trainer._load_from_checkpoint(resume_from_checkpoint, model=None)`:
+# `train(resume_from_checkpoint=...)` at max_steps would run one step past the end.
+
+def load_checkpoint_weights(trainer, checkpoint: str) -> None:
+    """The model weights of `checkpoint` into `trainer.model`, as `train(resume_from_checkpoint)` does."""
+    trainer._load_from_checkpoint(checkpoint)
+
+
+# --- a custom train sampler (transformers 5.24) -------------------------------------------------
+# transformers/trainer.py `get_train_dataloader` -> `_get_dataloader(..., sampler_fn=self._get_train_sampler)`.
+
+class CustomSampler:
+    """Trainer mixin: `self.custom_sampler`, when set, is the training sampler."""
+
+    custom_sampler = None
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.custom_sampler is not None:
+            return self.custom_sampler
+        return super()._get_train_sampler(train_dataset)
+
+
+# --- TRL's DPO loss names (trl 1.16, trl/trainer/dpo_config.py `DPOConfig.loss_type` help) ------
+# "robust" is cDPO-style robust DPO (with label_smoothing).
+DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+
+
+# --- trainers under trl.experimental (trl 1.16) -------------------------------------------------
+TRL_EXPERIMENTAL = {
+    "orpo": ("trl.experimental.orpo", ("ORPOConfig", "ORPOTrainer")),
+    "cpo": ("trl.experimental.cpo", ("CPOConfig", "CPOTrainer")),
+    "gkd": ("trl.experimental.gkd", ("GKDConfig", "GKDTrainer")),
+    "chatml_collator": ("trl.experimental.utils", ("DataCollatorForChatML",)),
+}
+
+
+def trl_experimental(name: str) -> tuple:
+    """The classes of one `trl.experimental` component, e.g. `trl_experimental("gkd")` ->
+    (GKDConfig, GKDTrainer). When TRL promotes one out of `experimental`, only this table changes."""
+    import importlib
+
+    module, names = TRL_EXPERIMENTAL[name]
+    loaded = importlib.import_module(module)
+    return tuple(getattr(loaded, n) for n in names)
+
+
+# --- TRL's bf16 cast of a quantized model's trainable weights (trl 1.16) -----------------------
+# trl/trainer/{sft,dpo,reward,grpo,...}_trainer.py `__init__`: if the model is loaded in 4/8 bit,
+#   for param in model.parameters(): if param.requires_grad: param.data = param.data.to(torch.bfloat16)
+
+def keep_adapter_dtype(model: nn.Module, adapter) -> None:
+    """Undo that cast: trainable weights go back to the adapter's compute dtype (float32 on CPU,
+    where bf16 matmuls are slow or fail against float32 activations). Call after building a TRL
+    trainer, before `train()` (`tunesmith.lifecycle` does)."""
+    from .adapters.quantize import compute_dtype, is_quantized
+
+    if not is_quantized(model):
+        return
+    dtype = compute_dtype(adapter)
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != dtype:
+            p.data = p.data.to(dtype)

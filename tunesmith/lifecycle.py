@@ -80,7 +80,7 @@ def run_stage(stage: str, cfg: Any, load: Callable[[RunDir, str], Any],
     trainer = plan.trainer
     adapter = getattr(cfg, "adapter", None)
     if adapter is not None:
-        from .adapters.quantize import keep_adapter_dtype
+        from .compat import keep_adapter_dtype
 
         keep_adapter_dtype(trainer.model, adapter)
     for callback in training_callbacks(run, cfg.train, plan.tokens_per_step):

@@ -15,7 +15,7 @@ from peft import (IA3Config, LoraConfig, PeftConfig, PrefixTuningConfig,
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from ..compat import prefix_tuning_backbone
+from ..compat import expose_head_bias, prefix_tuning_backbone
 from ..core.config import coerce
 from ..core.errors import UserError
 from .allocator import return_freed_memory
@@ -25,7 +25,7 @@ from .loss import use_lean_loss
 from .quantize import is_quantized
 from .targets import SEQ_CLS_HEAD_NAMES, check_target_names, default_target_names, select
 from .tokens import FIELD as TOKENS_FIELD
-from .tokens import expose_head_bias, token_indices_config
+from .tokens import token_indices_config
 
 TASK_TYPES = {"causal_lm": TaskType.CAUSAL_LM, "seq_cls": TaskType.SEQ_CLS}
 

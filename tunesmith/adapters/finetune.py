@@ -15,12 +15,13 @@ import numpy as np
 import torch
 from datasets import Dataset
 from pydantic import Field
-from transformers import (AutoTokenizer, DataCollatorWithPadding, Trainer, TrainerCallback,
+from transformers import (DataCollatorWithPadding, Trainer, TrainerCallback,
                           TrainingArguments)
 
 from ..core.callbacks import console_progress
 from ..core.config import Section, coerce
 from ..core.errors import UserError
+from ..core.modelio import load_tokenizer
 from ..core.rundir import RunDir
 from .apply import apply, trainable_summary
 from .artifacts import save_adapter
@@ -148,14 +149,7 @@ def finetune(config: FinetuneConfig | dict | None = None, *, train_dataset: Data
     run = RunDir.create(cfg.run.dir, overwrite=cfg.run.overwrite, make=False)  # made once all inputs load
     torch.manual_seed(cfg.train.seed)
 
-    tokenizer_path = cfg.tokenizer or cfg.model
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot load a tokenizer: {str(e).splitlines()[0][:160]}",
-                        file=tokenizer_path, fix="set tokenizer: FOLDER") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, field="tokenizer")
     model = load_base(cfg.model, adapter, num_labels=1 if regression else len(labels))
     model.config.pad_token_id = tokenizer.pad_token_id
     if labels is not None:

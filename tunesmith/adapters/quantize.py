@@ -109,15 +109,3 @@ def _release_checkpoint(model: nn.Module) -> None:
                 continue
             seen.add(id(t))
             t.data = t.data.clone()
-
-
-def keep_adapter_dtype(model, adapter: AdapterConfig) -> None:
-    """Undo TRL's cast of a quantized model's trainable weights to bfloat16 (its QLoRA default):
-    they go back to the adapter's compute dtype (float32 on CPU, where bf16 matmuls are slow or
-    fail against float32 activations). Call after building a TRL trainer, before `train()`."""
-    if not is_quantized(model):
-        return
-    dtype = compute_dtype(adapter)
-    for p in model.parameters():
-        if p.requires_grad and p.dtype != dtype:
-            p.data = p.data.to(dtype)

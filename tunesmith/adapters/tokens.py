@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from peft.utils.other import TrainableTokensWrapper
 from torch import nn
 
 from ..core.errors import UserError
@@ -112,17 +111,3 @@ def token_indices_config(model: nn.Module, adapter: AdapterConfig, token_ids: Se
         # (peft's wrapped Linear head would drop a bias, so a biased head keeps its rows frozen.)
         indices[head_name] = list(token_ids)
     return indices
-
-
-def expose_head_bias(model: nn.Module) -> None:
-    """Give each peft `TrainableTokensWrapper` a `bias` attribute (its base layer's, usually None).
-
-    TRL's fused LM-head loss (trl/trainer/utils.py `_fused_forward`, used by SFT/DPO/GRPO/RLOO/KTO
-    trainers) reads `lm_head.weight, lm_head.bias`. On the wrapper, `.weight` is the merged weight
-    with the trainable rows in it (differentiable), but `.bias` raises AttributeError: the wrapper
-    forwards no other attribute (peft/utils/other.py `AuxiliaryTrainingWrapper.__getattr__`).
-    Stored outside nn.Module's registries, so no state dict changes."""
-    for module in model.modules():
-        if isinstance(module, TrainableTokensWrapper) and "bias" not in module.__dict__:
-            object.__setattr__(module, "bias", getattr(module.token_adapter.base_layer, "bias", None))
-

@@ -2,17 +2,16 @@
 wrapped as the `adapter:` block says). The run itself goes through `tunesmith.lifecycle`."""
 from __future__ import annotations
 
-from pathlib import Path
 
 from pydantic import Field
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from ..adapters import AdapterConfig, apply, load_base
 from ..adapters.tokens import trainable_token_ids
 from ..core.config import Section
-from ..core.errors import UserError
 from ..core.modelio import check_model_folder
-from ..pretraining.tokenizer import CHATML_TEMPLATE
+from ..core.modelio import load_tokenizer as load_any_tokenizer
+from ..data.chat import CHATML_TEMPLATE
 
 
 class ModelSection(Section):
@@ -25,18 +24,14 @@ class ModelSection(Section):
 
 
 def load_tokenizer(model: ModelSection) -> PreTrainedTokenizerBase:
-    path = Path(model.tokenizer or model.path)
-    try:
-        tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=model.trust_remote_code)
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot load a tokenizer: {str(e).splitlines()[0]}", file=path,
-                        field="model.tokenizer") from None
+    """The `model:` section's tokenizer (`core.modelio.load_tokenizer`) with its chat template:
+    `model.chat_template` when given ('chatml' or a Jinja template), else the tokenizer's own, else ChatML."""
+    tok = load_any_tokenizer(model.tokenizer or model.path, field="model.tokenizer",
+                             trust_remote_code=model.trust_remote_code)
     if model.chat_template == "chatml" or (model.chat_template is None and not tok.chat_template):
         tok.chat_template = CHATML_TEMPLATE
     elif model.chat_template:
         tok.chat_template = model.chat_template
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
     return tok
 
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from ..adapters import AdapterConfig
+from ..compat import trl_experimental
 from ..core.config import Section, coerce
 from ..core.errors import UserError
 from ..core.modelio import load_causal_lm
@@ -96,8 +97,7 @@ def distill(config: DistillConfig | dict | str | None = None, **sections: Any) -
                                environment={"train_rows": len(train_ds)})
 
     def build(x: SimpleNamespace, run: RunDir, dtype: str, resuming: bool) -> Training:
-        from trl.experimental.gkd import GKDConfig, GKDTrainer
-
+        GKDConfig, GKDTrainer = trl_experimental("gkd")
         before = {"before/kl_teacher_student": heldout_kl(x.student, x.teacher, x.tok, x.heldout, d.max_length)}
         args = GKDConfig(**training_kwargs(cfg.train, run, dtype, has_eval=False),
                          beta=DIVERGENCE_BETA.get(d.divergence, d.jsd_beta), lmbda=d.on_policy,
@@ -165,8 +165,7 @@ def heldout_kl(student, teacher, tok, rows: list[dict], max_length: int, batch_s
     >>> heldout_kl(student, teacher, tok, [{"messages": [user, assistant]}], 256)  # doctest: +SKIP
     0.41
     """
-    from trl.experimental.utils import DataCollatorForChatML
-
+    (DataCollatorForChatML,) = trl_experimental("chatml_collator")
     collate = DataCollatorForChatML(tokenizer=tok, max_length=max_length)
     was_training = student.training
     student.eval()

@@ -28,6 +28,7 @@ import trl
 from pydantic import Field
 
 from ..adapters import AdapterConfig
+from ..compat import DPO_LOSS_TYPES, trl_experimental
 from ..core.config import Section, coerce
 from ..core.distributed import main_process_first, world_size
 from ..core.errors import UserError
@@ -42,9 +43,7 @@ from .common import ModelSection, load_policy
 from .configs import TasksSection, stage_data, task_scores
 from .pairs import heldout_pairs, pair_scores
 
-# TRL 1.16 DPO loss types (trl/trainer/dpo_trainer.py); "robust" is cDPO-style robust DPO (set label_smoothing)
-DPOLoss = Literal["sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm"]
+DPOLoss = Literal[DPO_LOSS_TYPES]  # TRL's names (compat.DPO_LOSS_TYPES)
 
 
 class DPOSection(Section):
@@ -169,12 +168,10 @@ def _trainer(cfg: _PreferenceConfig, stage: str, model: Any, tok: Any, run: Any,
                              precompute_ref_log_probs=_reference(k.reference, cfg.adapter) == "precomputed")
         return trl.KTOTrainer(args=args, ref_model=_ref_copy(k.reference, cfg), **common)
     if stage == "orpo":
-        from trl.experimental.orpo import ORPOConfig as TrlORPOConfig, ORPOTrainer
-
+        TrlORPOConfig, ORPOTrainer = trl_experimental("orpo")
         args = TrlORPOConfig(**base, beta=cfg.orpo.beta, max_length=cfg.orpo.max_length)
         return ORPOTrainer(args=args, **common)
-    from trl.experimental.cpo import CPOConfig, CPOTrainer
-
+    CPOConfig, CPOTrainer = trl_experimental("cpo")
     s = cfg.simpo
     args = CPOConfig(**base, loss_type="simpo", beta=s.beta, simpo_gamma=s.gamma, cpo_alpha=s.cpo_alpha,
                      max_length=s.max_length)

@@ -80,9 +80,6 @@ def reward(config: RewardConfig | dict | str | None = None, **sections) -> Stage
         return SimpleNamespace(model=model, tok=tok, data=data)
 
     def build(x: SimpleNamespace, run: RunDir, dtype: str, resuming: bool) -> Training:
-        from trl import RewardConfig as TRLRewardConfig
-        from trl import RewardTrainer
-
         args = TRLRewardConfig(**training_kwargs(cfg.train, run, dtype, has_eval=True),
                                max_length=cfg.reward.max_length, disable_dropout=True,
                                center_rewards_coefficient=cfg.reward.center_rewards_coefficient)

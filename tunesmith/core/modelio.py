@@ -1,4 +1,5 @@
-"""Loading local model folders safely: safetensors only, no remote code unless asked."""
+"""Loading model folders and tokenizers: one place each. Models safely (safetensors only, no
+remote code unless asked); tokenizers with one clear error and a pad token."""
 from __future__ import annotations
 
 import os
@@ -42,3 +43,29 @@ def load_causal_lm(path: str | os.PathLike, trust_remote_code: bool = False, all
             raise UserError("this model needs custom code to load", file=p,
                             fix="pass --model.trust_remote_code true only if you trust its author") from None
         raise UserError(f"cannot load as a causal LM: {msg}", file=p) from None
+
+
+def load_tokenizer(path: str | os.PathLike, *, field: str = "model.tokenizer", trust_remote_code: bool = False,
+                   need_eos: bool = False, need_pad: bool = False):
+    """The one tokenizer loader: a local folder (or a Hub id when online), one clear line when it is
+    not one. A tokenizer without a pad token gets its EOS (else UNK) token as pad. `need_eos` (documents
+    are separated by EOS) and `need_pad` (batches are padded) refuse a tokenizer that lacks them."""
+    from transformers import AutoTokenizer
+
+    p = Path(path)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        if not p.exists():
+            raise UserError("tokenizer folder not found", file=p, field=field,
+                            fix="point at a folder with tokenizer.json or tokenizer_config.json") from None
+        raise UserError(f"cannot load a tokenizer from this folder: {str(e).splitlines()[0][:160]}", file=p,
+                        field=field, fix="point at a folder with tokenizer.json or tokenizer_config.json") from None
+    if need_eos and tok.eos_token is None:
+        raise UserError("tokenizer has no EOS token, needed to separate documents", file=p, field=field)
+    if tok.pad_token is None and (tok.eos_token or tok.unk_token):
+        tok.pad_token = tok.eos_token or tok.unk_token
+    if need_pad and tok.pad_token is None:
+        raise UserError("tokenizer has neither a pad nor an EOS token", file=p, field=field,
+                        fix="add a pad token to the tokenizer")
+    return tok

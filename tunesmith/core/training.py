@@ -32,15 +32,12 @@ def train(trainer, resume_from: str | Path | None = None):
 
 
 def evaluate_before_training(trainer) -> dict:
-    """`trainer.evaluate()` before `train()`, without breaking distributed training.
+    """`trainer.evaluate()` before `train()`, without breaking distributed training (see
+    `compat.unprepare_after_evaluate`)."""
+    from ..compat import unprepare_after_evaluate
 
-    transformers 5 prepares the model in evaluation mode on a first `evaluate()`, which
-    marks it as prepared; `train()` then skips wrapping it in DistributedDataParallel and
-    the processes silently train apart (no gradient all-reduce). Undo that preparation."""
     metrics = trainer.evaluate()
-    trainer.accelerator._models.clear()
-    trainer.model.__dict__.pop("_is_accelerate_prepared", None)
-    trainer.model_wrapped = trainer.model
+    unprepare_after_evaluate(trainer)
     return metrics
 
 
@@ -56,7 +53,9 @@ def _load_finished(trainer, ckpt: Path):
     from transformers.trainer_callback import TrainerState
     from transformers.trainer_utils import TrainOutput
 
-    trainer._load_from_checkpoint(str(ckpt))
+    from ..compat import load_checkpoint_weights
+
+    load_checkpoint_weights(trainer, str(ckpt))
     trainer.state = TrainerState.load_from_json(str(ckpt / "trainer_state.json"))
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return TrainOutput(trainer.state.global_step, losses[-1] if losses else math.nan, {})

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.errors import UserError
 from .formats import RowProblem, conversation_of
 
 # ChatML, used only when the tokenizer carries no template of its own.
@@ -26,14 +25,10 @@ CHATML_TEMPLATE = (
 
 
 def load_tokenizer(path: str) -> Any:
-    """A tokenizer from a local folder (or a Hub id when online), with a clear error otherwise."""
-    from transformers import AutoTokenizer
+    """A tokenizer for `data check` / `prepare` token lengths (`core.modelio.load_tokenizer`)."""
+    from ..core.modelio import load_tokenizer as load
 
-    try:
-        return AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot load a tokenizer from here ({str(e).splitlines()[0][:160]})", file=path,
-                        field="check.tokenizer", fix="point at a folder with tokenizer.json / tokenizer_config.json") from None
+    return load(path, field="check.tokenizer")
 
 
 def chat_template_of(tokenizer: Any) -> str:

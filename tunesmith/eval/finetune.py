@@ -29,11 +29,12 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 from torch import nn
-from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
 from ..adapters.merge import merged_for_inference
 from ..core.callbacks import console_progress
 from ..core.errors import UserError
+from ..core.modelio import load_tokenizer as load_any_tokenizer
 from ..core.layer_decay import use_layer_lr_decay
 from .batching import pad, sorted_batches
 from .config import FinetuneSection
@@ -90,14 +91,8 @@ def _tokenize(tokenizer: Any, instances: Sequence[Instance], max_length: int) ->
 
 
 def load_tokenizer(path: str) -> Any:
-    """AutoTokenizer with a pad token (decoders reuse EOS)."""
-    tok = AutoTokenizer.from_pretrained(path)
-    if tok.pad_token is None:
-        if tok.eos_token is None:
-            raise UserError("tokenizer has neither a pad nor an EOS token", file=path,
-                            fix="add a pad token to the tokenizer")
-        tok.pad_token = tok.eos_token
-    return tok
+    """A tokenizer with a pad token (decoders reuse EOS) for padded scoring batches."""
+    return load_any_tokenizer(path, field="model.tokenizer", need_pad=True)
 
 
 def resolved_hparams(task: Task, cfg: FinetuneSection) -> dict[str, Any]:

@@ -12,9 +12,7 @@ with stride == block_size consecutive windows share one token, so none goes unsc
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,16 +20,6 @@ import torch
 from ..adapters.merge import merged_for_inference
 from ..core.errors import UserError
 from .batching import pad
-
-
-def check_model_folder(path: str | os.PathLike) -> None:
-    """A clear error for a missing or non-model folder, before transformers' long ones."""
-    p = Path(path)
-    if not p.is_dir():
-        raise UserError("model folder not found", file=p, field="model.path", fix="pass a local model folder")
-    if not (p / "config.json").is_file():
-        raise UserError("not a model folder (no config.json)", file=p, field="model.path",
-                        fix="pass a folder saved with save_pretrained")
 
 
 def perplexity(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], *, block_size: int | None = None,

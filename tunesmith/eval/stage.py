@@ -133,7 +133,7 @@ def _summarize(task: Task, n: int, per_seed: list[dict[str, float]], seconds: fl
 def _load_causal_lm(cfg: EvalConfig) -> tuple[torch.nn.Module, Any]:
     from transformers import AutoModelForCausalLM
 
-    from .perplexity import check_model_folder
+    from ..core.modelio import check_model_folder
 
     check_model_folder(cfg.model.path)
     tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.path)

@@ -2,25 +2,18 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from ..core.errors import UserError
+from ..core.modelio import load_tokenizer as load_any_tokenizer
+from ..data.chat import CHATML_TEMPLATE  # base models get ChatML so every stage can render conversations
 
 PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|endoftext|>"
 CHAT_TOKENS = ("<|im_start|>", "<|im_end|>")
 SPECIAL_TOKENS = [PAD, BOS, EOS, *CHAT_TOKENS]  # ids 0..4 in this order
 
-# ChatML: the slot SFT fills; base models get it so every stage can render conversations.
-CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, min_frequency: int = 2) -> PreTrainedTokenizerFast:
@@ -51,17 +44,5 @@ def wrap(tok: Tokenizer) -> PreTrainedTokenizerFast:
 
 
 def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
-    """Load a local tokenizer folder; a clear error if it is not one."""
-    p = Path(path)
-    if not p.is_dir():
-        raise UserError("tokenizer folder not found", file=p, field="tokenizer.path")
-    try:
-        tok = AutoTokenizer.from_pretrained(str(p))
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot load a tokenizer from this folder: {str(e).splitlines()[0]}",
-                        file=p, field="tokenizer.path") from None
-    if tok.eos_token is None:
-        raise UserError("tokenizer has no EOS token, needed to separate documents", file=p)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
+    """A pretraining tokenizer: EOS separates documents."""
+    return load_any_tokenizer(path, field="tokenizer.path", need_eos=True)

@@ -4,10 +4,11 @@ from __future__ import annotations
 import torch
 from transformers import Trainer
 
+from ..compat import CustomSampler
 from .mtp import causal_lm_losses
 
 
-class PretrainTrainer(Trainer):
+class PretrainTrainer(CustomSampler, Trainer):
     """`Trainer` whose loss is the sum of the prediction heads' losses (one head: plain
     next-token loss). Evaluation reports head 1 (next-token) loss, so eval perplexity is
     comparable across objectives. Each head's training loss is logged as `loss_head_k`."""
@@ -16,14 +17,9 @@ class PretrainTrainer(Trainer):
 
     def __init__(self, *args, curriculum_sampler=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.curriculum_sampler = curriculum_sampler
+        self.custom_sampler = curriculum_sampler
         self._head_sums: list[float] = []
         self._head_count = 0
-
-    def _get_train_sampler(self, train_dataset=None):
-        if self.curriculum_sampler is not None:
-            return self.curriculum_sampler
-        return super()._get_train_sampler(train_dataset)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         heads = getattr(self.accelerator.unwrap_model(model), "mtp_heads", None)
