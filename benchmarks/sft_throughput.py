@@ -21,7 +21,7 @@ def make_inputs(folder: Path, rows: int) -> tuple[Path, Path]:
     """A nano llama + tokenizer, and chat rows mixing 1-digit sums with story answers of 20-400 tokens."""
     import torch
 
-    from tunesmith.alignment.tasks import instruction_rows
+    from tunesmith.alignment.toy_tasks import instruction_rows
     from tunesmith.pretraining.corpus import __file__ as corpus_init
     from tunesmith.pretraining.presets import build_model
     from tunesmith.pretraining.tokenizer import train_tokenizer

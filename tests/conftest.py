@@ -8,14 +8,12 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 # ~20x slower as soon as anything else runs (the DDP tests start two processes each)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
-sys.path.insert(0, str(Path(__file__).parent))  # tests/helpers.py
 
 
 @pytest.fixture(scope="session")

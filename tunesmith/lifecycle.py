@@ -33,7 +33,7 @@ from .core.device import pick_dtype
 from .core.distributed import main_process_first
 from .core.result import StageResult
 from .core.rundir import RunDir, atomic_dir, default_run_dir
-from .core.training import train as run_training
+from .core.training import run_training
 
 
 @dataclass

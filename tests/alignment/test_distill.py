@@ -2,13 +2,10 @@
 full, LoRA and QLoRA students, off- and on-policy; a tokenizer mismatch is one clear error."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the shared fixtures importable
-from test_rl_fixtures import nano_base, save_tiny_student, tiny_student, train  # noqa: F401
+from alignment.test_rl_fixtures import nano_base, save_tiny_student, tiny_student, train  # noqa: F401
 from tunesmith.alignment.distill import distill, heldout_kl
 from tunesmith.core.errors import UserError
 

@@ -3,14 +3,12 @@ saved adapter loads; bad preference files give file:line errors."""
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the shared fixtures importable
-from _sft_fixtures import pretrained  # noqa: E402
+from alignment._sft_fixtures import pretrained  # noqa: E402
 from tunesmith.alignment.preference import dpo, kto, orpo, simpo  # noqa: E402
 from tunesmith.core.errors import UserError  # noqa: E402
 

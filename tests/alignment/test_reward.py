@@ -3,14 +3,11 @@ scores pairs the same way after reloading, bad input gives one clear error."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the shared fixtures importable
-from test_rl_fixtures import nano_base, train  # noqa: F401  (session fixture)
-from tunesmith.alignment import tasks as task_lib
+from alignment.test_rl_fixtures import nano_base, train  # noqa: F401  (session fixture)
+from tunesmith.alignment import toy_tasks as task_lib
 from tunesmith.alignment.reward import reward
 from tunesmith.alignment.rl import load_reward_model, score_with_model
 from tunesmith.core.errors import UserError

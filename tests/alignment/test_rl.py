@@ -4,15 +4,12 @@ errors a user can cause."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the shared fixtures importable
-from test_rl_fixtures import nano_base, train  # noqa: F401  (session fixture)
-from tunesmith.alignment import tasks as task_lib
+from alignment.test_rl_fixtures import nano_base, train  # noqa: F401  (session fixture)
+from tunesmith.alignment import toy_tasks as task_lib
 from tunesmith.alignment.rl import RewardsSection, guard, import_reward, reward_sources, rlhf
 from tunesmith.core.errors import UserError
 
@@ -57,12 +54,12 @@ def test_grpo_raises_heldout_mean_reward(nano_base, tmp_path):
 @pytest.mark.parametrize("method,adapter", [("grpo", "lora"), ("grpo", "qlora"), ("rloo", "lora")])
 def test_runs_log_kl_and_save_adapter(nano_base, tmp_path, method, adapter):
     result = _rlhf(nano_base, tmp_path, f"{method}_{adapter}", method=method, adapter={"method": adapter, "rank": 8},
-                   rewards={"functions": ["tunesmith.alignment.tasks:format_reward"]})
+                   rewards={"functions": ["tunesmith.alignment.toy_tasks:format_reward"]})
     logged = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     kls = [r["kl"] for r in logged if "kl" in r]
     assert len(kls) == 2 and all(k >= 0 for k in kls)
     assert {"before/mean_reward", "after/mean_reward", "before/reward/capital_share",
-            "before/reward/tunesmith.alignment.tasks:format_reward"} <= set(result.metrics)
+            "before/reward/tunesmith.alignment.toy_tasks:format_reward"} <= set(result.metrics)
     assert (result.model_path / "adapter_config.json").is_file()
 
 
@@ -84,7 +81,7 @@ def test_guard_checks_what_a_function_returns():
 
 
 def test_import_strings(tmp_path, monkeypatch):
-    assert import_reward("tunesmith.alignment.tasks:format_reward") is task_lib.format_reward
+    assert import_reward("tunesmith.alignment.toy_tasks:format_reward") is task_lib.format_reward
     (tmp_path / "my_rewards_for_test.py").write_text(
         "def score(prompts, completions, **kw):\n    return [0.5 for _ in completions]\n")
     monkeypatch.chdir(tmp_path)  # a recipe's own module, next to it in the working directory
@@ -92,7 +89,7 @@ def test_import_strings(tmp_path, monkeypatch):
     assert import_reward("exact_match") is task_lib.exact_match_reward
     for spec, message in [("format_reward", "not an import string"),
                           ("no_such_module_xyz:f", "cannot import module 'no_such_module_xyz'"),
-                          ("tunesmith.alignment.tasks:nope", "has no function 'nope'")]:
+                          ("tunesmith.alignment.toy_tasks:nope", "has no function 'nope'")]:
         with pytest.raises(UserError, match=message):
             import_reward(spec)
     with pytest.raises(UserError, match='field "rewards.functions" no reward'):
@@ -125,15 +122,15 @@ def test_recipe_file_with_import_strings_and_weights(nano_base, tmp_path):
     recipe.write_text(yaml.safe_dump({
         "model": {"path": str(nano_base)},
         "tasks": {"names": ["brackets"], "train_rows": 32, "eval_rows": 8},
-        "rewards": {"functions": ["format", "tunesmith.alignment.tasks:exact_match_reward"], "weights": [1.0, 2.0]},
+        "rewards": {"functions": ["format", "tunesmith.alignment.toy_tasks:exact_match_reward"], "weights": [1.0, 2.0]},
         "rl": {"method": "rloo", "beta": 0.1}, "generation": {"num_generations": 4, "max_new_tokens": 6},
         "train": train(max_steps=1, batch_size=8), "run": {"dir": str(tmp_path / "run")}}))
     result = rlhf(str(recipe))
     m = result.metrics
     assert m["before/mean_reward"] == pytest.approx(
-        m["before/reward/format"] + 2 * m["before/reward/tunesmith.alignment.tasks:exact_match_reward"], abs=1e-3)
+        m["before/reward/format"] + 2 * m["before/reward/tunesmith.alignment.toy_tasks:exact_match_reward"], abs=1e-3)
     saved = yaml.safe_load((result.run_dir / "config.yaml").read_text())
-    assert saved["rewards"]["functions"][1] == "tunesmith.alignment.tasks:exact_match_reward"
+    assert saved["rewards"]["functions"][1] == "tunesmith.alignment.toy_tasks:exact_match_reward"
     assert saved["rl"] == {**saved["rl"], "method": "rloo", "beta": 0.1}
 
     with pytest.raises(UserError, match='field "rewards.weights" 1 weights for 2 rewards'):

@@ -3,15 +3,13 @@ bad input, and (slow) held-out exact match rising well above the base model's.""
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the shared fixtures importable
-from _sft_fixtures import pretrained  # noqa: E402
+from alignment._sft_fixtures import pretrained  # noqa: E402
 from tunesmith.alignment.common import ModelSection, load_tokenizer  # noqa: E402
 from tunesmith.alignment.sft import sft, tokenize_example  # noqa: E402
 from tunesmith.core.errors import UserError  # noqa: E402

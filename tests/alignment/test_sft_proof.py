@@ -33,14 +33,11 @@ and the gain is within noise (0.30 -> 0.275 in one run).
 """
 from __future__ import annotations
 
-import sys
 import warnings
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the shared fixtures importable
-from _sft_fixtures import pretrained  # noqa: E402
+from alignment._sft_fixtures import pretrained  # noqa: E402
 from tunesmith.alignment.preference import dpo  # noqa: E402
 from tunesmith.alignment.sft import sft  # noqa: E402
 

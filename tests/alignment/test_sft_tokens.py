@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the shared fixtures importable
-from _sft_fixtures import pretrained  # noqa: E402
+from alignment._sft_fixtures import pretrained  # noqa: E402
 from tunesmith.alignment.preference import dpo  # noqa: E402
 from tunesmith.alignment.sft import sft  # noqa: E402
-from tunesmith.alignment.tasks import instruction_rows  # noqa: E402
+from tunesmith.alignment.toy_tasks import instruction_rows  # noqa: E402
 from tunesmith.core.errors import UserError  # noqa: E402
 from tunesmith.data import render_messages  # noqa: E402
 

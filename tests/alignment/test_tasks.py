@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from tunesmith.alignment import tasks as T
+from tunesmith.alignment import toy_tasks as T
 from tunesmith.core.errors import UserError
 from tunesmith.data import prepare
 
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the shared fixtures importable
-from _sft_fixtures import pretrained  # noqa: E402
+from alignment._sft_fixtures import pretrained  # noqa: E402
 
 
 @pytest.mark.parametrize("task", T.TASKS)

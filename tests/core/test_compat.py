@@ -3,7 +3,6 @@ changes under it (then the workaround is revisited, not silently kept)."""
 from __future__ import annotations
 
 import inspect
-import sys
 import warnings
 from pathlib import Path
 
@@ -17,8 +16,7 @@ from tunesmith.adapters import AdapterConfig, apply, load_base, merge
 from tunesmith.adapters.apply import peft_config
 from tunesmith.adapters.artifacts import save_adapter
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "adapters"))
-from conftest import cls_batch, lm_batch, nano, tiny_bert, train  # noqa: E402
+from adapters.conftest import cls_batch, lm_batch, nano, tiny_bert, train
 
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
 

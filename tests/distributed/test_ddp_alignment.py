@@ -13,16 +13,14 @@ process training on its own half-batch without the all-reduce ends 7e-2 away fro
 Dropout: the base model has none; the LoRA dropout is set to 0 here (each process draws its masks
 from the same seed, so the 2-process masks cannot equal the 1-process ones); DPO disables dropout."""
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
-from helpers import REPO, launch_cli
+from helpers import launch_cli
 
-sys.path.insert(0, str(REPO / "tests" / "alignment"))
-from _sft_fixtures import pretrained  # noqa: E402
+from alignment._sft_fixtures import pretrained  # noqa: E402
 
 pytestmark = pytest.mark.slow
 TOL = 1e-4

@@ -1,14 +1,9 @@
-import sys
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))                       # fake_hub.py
-sys.path.insert(0, str(HERE.parent / "report"))     # report_runs.py (the same tiny runs)
-
-from fake_hub import TOKEN, FakeHub  # noqa: E402
-from report_runs import copy_run, pipeline_runs  # noqa: E402
+from hub.fake_hub import TOKEN, FakeHub
+from report.report_runs import copy_run, pipeline_runs  # the same tiny runs as the report tests
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from fake_hub import TOKEN, subprocess_env
+from hub.fake_hub import TOKEN, subprocess_env
 from huggingface_hub import ModelCard
 
 from tunesmith.core.errors import UserError

@@ -1,11 +1,8 @@
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # report_runs.py
-
-from report_runs import copy_run, pipeline_runs  # noqa: E402
+from report.report_runs import copy_run, pipeline_runs
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """The HTML report in a real headless browser (Debian chromium); skipped where it is absent."""
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,10 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "check_report_in_browser.py"
-sys.path.insert(0, str(SCRIPT.parent))
-
-from check_report_in_browser import find_browser  # noqa: E402
+_spec = importlib.util.spec_from_file_location("check_report_in_browser", SCRIPT)
+script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(script)
+find_browser = script.find_browser
 
 
 @pytest.mark.slow  # ~15 s: chromium start-up and render
@@ -36,8 +38,6 @@ def test_report_renders_in_chromium_with_its_plots(pipeline_copy, tmp_path):
 
 
 def test_script_reports_a_missing_browser(monkeypatch, capsys, tmp_path):
-    import check_report_in_browser as script
-
     monkeypatch.setattr(script, "find_browser", lambda: None)
     assert script.main([str(tmp_path)]) == 3
     assert "chromium not found" in capsys.readouterr().err

@@ -29,11 +29,11 @@ from ..core.rundir import RunDir
 from ..core.train_config import RunSection, TrainSection
 from ..core.trainer_args import training_kwargs
 from ..data import DataPrepConfig
-from . import tasks as task_lib
-from .tasks import end_of_turn_ids
+from . import toy_tasks as task_lib
+from .toy_tasks import end_of_turn_ids
 from ..lifecycle import Training, run_stage
 from .common import ModelSection, load_policy, load_tokenizer
-from .configs import TasksSection, stage_data
+from .stage_data import TasksSection, stage_data
 from ..hub.config import PushConfig
 
 # GKD's beta: 0 is KL(teacher || student), 1 is KL(student || teacher), in between a generalized JSD

@@ -12,8 +12,8 @@ from typing import Any, Sequence
 import torch
 
 from ..data.chat import render_messages
-from .configs import TasksSection
-from .tasks import preference_rows
+from .stage_data import TasksSection
+from .toy_tasks import preference_rows
 
 
 def _messages(x: Any) -> list[dict]:

@@ -40,7 +40,7 @@ from ..data import DataPrepConfig
 from ..hub.config import PushConfig
 from ..lifecycle import Training, run_stage
 from .common import ModelSection, load_policy
-from .configs import TasksSection, stage_data, task_scores
+from .stage_data import TasksSection, stage_data, task_scores
 from .pairs import heldout_pairs, pair_scores
 
 DPOLoss = Literal[DPO_LOSS_TYPES]  # TRL's names (compat.DPO_LOSS_TYPES)
@@ -224,7 +224,7 @@ def _eval_split(stage: str, cfg: _PreferenceConfig, data: Any) -> Any:
     from datasets import Dataset
 
     if cfg.tasks.names:
-        from .tasks import kto_rows, preference_rows
+        from .toy_tasks import kto_rows, preference_rows
 
         make = kto_rows if stage == "kto" else preference_rows
         rows = make(cfg.tasks.names, cfg.tasks.eval_rows, seed=cfg.tasks.seed + 1, split="heldout")

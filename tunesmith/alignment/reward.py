@@ -20,10 +20,10 @@ from ..core.rundir import RunDir
 from ..core.train_config import RunSection, TrainSection
 from ..core.trainer_args import training_kwargs
 from ..data import DataPrepConfig
-from . import tasks as task_lib
+from . import toy_tasks as task_lib
 from ..lifecycle import Training, run_stage
 from .common import ModelSection, load_policy
-from .configs import TasksSection, stage_data
+from .stage_data import TasksSection, stage_data
 from ..hub.config import PushConfig
 
 

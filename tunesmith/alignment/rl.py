@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.machinery
+import importlib.util
 import math
 import os
 import sys
@@ -37,11 +39,11 @@ from ..core.rundir import RunDir
 from ..core.train_config import RunSection, TrainSection
 from ..core.trainer_args import batch_layout, training_kwargs, world_size
 from ..data import DataPrepConfig, render_messages
-from . import tasks as task_lib
+from . import toy_tasks as task_lib
 from ..lifecycle import Training, run_stage
 from .common import ModelSection, load_policy, load_tokenizer
-from .configs import TasksSection, stage_data
-from .tasks import end_of_turn_ids
+from .stage_data import TasksSection, stage_data
+from .toy_tasks import end_of_turn_ids
 from ..hub.config import PushConfig
 
 RewardFunc = Callable[..., list[float]]
@@ -176,7 +178,7 @@ def reward_sources(rewards: RewardsSection, callables: list[RewardFunc]) -> tupl
 def import_reward(spec: str) -> RewardFunc:
     """A reward function from 'package.module:function' or a built-in name (exact_match, format).
 
-    >>> import_reward("tunesmith.alignment.tasks:format_reward").__name__
+    >>> import_reward("tunesmith.alignment.toy_tasks:format_reward").__name__
     'format_reward'
     """
     if spec in task_lib.REWARD_FUNCTIONS:
@@ -198,17 +200,28 @@ def import_reward(spec: str) -> RewardFunc:
 
 
 def _import_from_cwd(module_name: str):
-    """Import `module_name` with the working directory on the path (as `python -m` has it, and
-    an installed `tunesmith` command does not), so a recipe's `my_rewards:score` finds my_rewards.py."""
-    cwd = os.getcwd()
-    added = cwd not in sys.path
-    if added:
-        sys.path.insert(0, cwd)
+    """Import `module_name`, also from the working directory (as `python -m` finds it, and an
+    installed `tunesmith` command does not), so a recipe's `my_rewards:score` finds my_rewards.py.
+    The working directory is searched only for a top-level name found nowhere else, and sys.path
+    is left as it is."""
+    top = module_name.split(".")[0]
     try:
         return importlib.import_module(module_name)
-    finally:
-        if added:
-            sys.path.remove(cwd)
+    except ModuleNotFoundError as e:
+        if e.name != top:
+            raise
+    spec = importlib.machinery.PathFinder.find_spec(top, [os.getcwd()])
+    if spec is None:
+        raise ModuleNotFoundError(f"No module named {top!r} (looked in the installed packages and in "
+                                  f"{os.getcwd()})", name=top)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[top] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(top, None)
+        raise
+    return importlib.import_module(module_name)
 
 
 def guard(fn: RewardFunc, name: str, field: str = "rewards.functions") -> RewardFunc:

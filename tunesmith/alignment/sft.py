@@ -37,7 +37,7 @@ from ..data import DataPrepConfig, render_messages
 from ..hub.config import PushConfig
 from ..lifecycle import Training, run_stage
 from .common import ModelSection, load_policy
-from .configs import TasksSection, stage_data, task_scores
+from .stage_data import TasksSection, stage_data, task_scores
 
 
 class SFTSection(Section):

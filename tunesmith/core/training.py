@@ -10,7 +10,7 @@ from .checkpoints import last_checkpoint
 from .errors import TrainingStopped, UserError
 
 
-def train(trainer, resume_from: str | Path | None = None):
+def run_training(trainer, resume_from: str | Path | None = None):
     """`trainer.train(...)`, turning a full disk into a one-line TrainingStopped that names
     the last complete checkpoint (a checkpoint interrupted mid-write has no completion
     marker and is never resumed from).

@@ -17,7 +17,7 @@ from ..core.config import Section
 from ..core.errors import UserError
 from ..core.rundir import RunDir, atomic_write_text
 from ..data import DataPrepConfig, prepare
-from . import tasks as task_lib
+from . import toy_tasks as task_lib
 
 TaskName = Literal["add", "reverse", "sort", "upper", "brackets"]
 RowForm = Literal["instruction", "preference", "kto"]
@@ -28,7 +28,7 @@ _KINDS = {"instruction": ("conversational", "prompt_completion"), "preference": 
 
 
 class TasksSection(Section):
-    """The embedded tasks (tunesmith.alignment.tasks): training rows when `data.inputs` is empty,
+    """The embedded tasks (tunesmith.alignment.toy_tasks): training rows when `data.inputs` is empty,
     and held-out exact-match accuracy before and after training."""
 
     names: list[TaskName] = Field(default_factory=list, description=(
