@@ -129,3 +129,24 @@ def test_real_minilm_on_sst2_subset(shared_data, tmp_path):
                        "train": {"epochs": 2, "lr": 1e-3, "batch_size": 16},
                        "run": {"dir": str(tmp_path / "run")}})
     assert result.metrics["eval_accuracy"] > 0.7, result.metrics
+
+
+def test_finetune_runs_through_the_stage_lifecycle(tiny_models, tmp_path):
+    """Checkpoints, --resume, report and results.json as in every stage; `warmup_ratio`, the key
+    before the shared train section, still reads as warm-up."""
+    train = write_sentiment(tmp_path / "train.tsv", 32, seed=0)
+    cfg = {"model": str(tiny_models["bert"]), "data": {"train": str(train), "text": "sentence"},
+           "adapter": {"method": "lora", "rank": 4},
+           "train": {"max_steps": 4, "batch_size": 8, "save_steps": 2, "warmup_ratio": 0.1, "logging_steps": 1},
+           "run": {"dir": str(tmp_path / "run")}}
+    first = finetune(cfg)
+    run = tmp_path / "run"
+    assert first.metrics["steps"] == 4 and (run / "report.html").is_file()
+    assert {p.name for p in (run / "checkpoints").iterdir()} == {"checkpoint-2", "checkpoint-4"}
+    saved = json.loads((run / "results.json").read_text())
+    assert saved["model_path"] == str(first.adapter_dir) and saved["labels"] == ["neg", "pos"]
+    assert "warmup_steps: 0.1" in (run / "config.yaml").read_text()
+    resumed = finetune({**cfg, "train": {**cfg["train"], "max_steps": 6}, "run": {"dir": str(run), "resume": True}})
+    assert resumed.metrics["steps"] == 6
+    steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
+    assert steps == [1, 2, 3, 4, 5, 6]  # the resumed run continued from checkpoint-4

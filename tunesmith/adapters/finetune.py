@@ -1,28 +1,34 @@
 """Task fine-tuning (transfer learning): classification or regression with an adapter.
 
 A sequence-classification head goes on the base (encoder or decoder), the adapter block
-is applied (the head stays fully trainable), and transformers' `Trainer` trains it. The
-run directory gets config.yaml, environment.json, metrics.jsonl, results.json and the
-adapter folder (`adapter/`, loadable with stock PEFT). This is what the GLUE protocol runs.
+is applied (the head stays fully trainable), and transformers' `Trainer` trains it by epochs
+through the stage lifecycle (`tunesmith.lifecycle`): config.yaml, environment.json,
+metrics.jsonl, checkpoints and `run.resume`, results.json, the adapter folder (`adapter/`,
+loadable with stock PEFT), the report and the optional Hub push. (The GLUE protocol of
+`tunesmith eval --train` has its own scoring loop, `tunesmith.eval.finetune`.)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from types import SimpleNamespace
+from typing import Any, Literal
 
 import numpy as np
-import torch
 from datasets import Dataset
-from pydantic import Field
-from transformers import (DataCollatorWithPadding, Trainer, TrainerCallback,
-                          TrainingArguments)
+from pydantic import Field, model_validator
+from transformers import (DataCollatorWithPadding, Trainer, TrainingArguments)
 
-from ..core.callbacks import console_progress
 from ..core.config import Section, coerce
 from ..core.errors import UserError
 from ..core.modelio import load_tokenizer
+from ..core.result import StageResult
 from ..core.rundir import RunDir
+from ..core.train_config import RunSection as BaseRunSection
+from ..core.train_config import TrainSection as BaseTrainSection
+from ..core.trainer_args import SCHEDULES, training_kwargs
+from ..hub.config import PushConfig
+from ..lifecycle import Training, run_stage
 from .apply import apply, trainable_summary
 from .artifacts import save_adapter
 from .config import AdapterConfig
@@ -44,21 +50,34 @@ class DataSection(Section):
     max_length: int = Field(128, ge=8, description="truncate inputs to this many tokens")
 
 
-class TrainSection(Section):
-    epochs: float = Field(3.0, gt=0, description="passes over the training data")
-    max_steps: int = Field(-1, description="stop after this many steps (-1: use epochs)")
+class TrainSection(BaseTrainSection):
+    """The shared training section, trained by epochs here (`max_steps: -1`), evaluated each epoch."""
+
+    epochs: float = Field(3.0, gt=0, description="passes over the training data (used when max_steps is -1)")
+    max_steps: int = Field(-1, ge=-1, description="stop after this many steps (-1: train `epochs` epochs)")
     lr: float = Field(2e-4, gt=0, description="peak learning rate (adapters like 1e-4..5e-4)")
-    batch_size: int = Field(16, ge=1, description="examples per step")
+    schedule: Literal["cosine", "linear", "constant"] = Field("linear", description="learning-rate schedule")
+    warmup_steps: float = Field(0.06, ge=0, description="linear warm-up: steps, or a share of all steps when < 1")
     eval_batch_size: int = Field(64, ge=1, description="examples per evaluation batch")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
-    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="share of steps warming up the lr")
+    dtype: Literal["auto", "fp32", "bf16"] = Field(
+        "fp32", description="fp32, bf16 (autocast), or auto (bf16 if a quick matmul probe finds it faster)")
     seed: int = Field(0, description="seed for the head init, dropout and data order")
-    logging_steps: int = Field(10, ge=1, description="log the training loss every N steps")
+    save_steps: int = Field(500, ge=1, description="checkpoint every N steps (resume with run.resume)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _warmup_ratio(cls, data: Any) -> Any:
+        """`warmup_ratio` (the key before 0.2) is `warmup_steps` below 1."""
+        if isinstance(data, dict) and "warmup_ratio" in data:
+            data = dict(data)
+            ratio = data.pop("warmup_ratio")
+            data.setdefault("warmup_steps", ratio)
+        return data
 
 
-class RunSection(Section):
-    dir: str = Field("runs/finetune", description="run directory")
-    overwrite: bool = Field(False, description="reuse a non-empty run directory")
+class RunSection(BaseRunSection):
+    dir: str | None = Field("runs/finetune", description="run directory")
 
 
 class FinetuneConfig(Section):
@@ -69,24 +88,17 @@ class FinetuneConfig(Section):
                                    description="the adapter block (task is always seq_cls here)")
     train: TrainSection = Field(default_factory=TrainSection)
     run: RunSection = Field(default_factory=RunSection)
+    push_to_hub: PushConfig | None = Field(None, description="push the result to the Hub at the end: {repo: user/name, ...}")
 
 
 @dataclass
-class FinetuneResult:
-    run_dir: Path
-    adapter_dir: Path
-    metrics: dict
-    labels: list | None
-    trainable: dict
+class FinetuneResult(StageResult):
+    labels: list | None = None
+    trainable: dict = field(default_factory=dict)
 
-
-class _MetricsToRunDir(TrainerCallback):
-    def __init__(self, run: RunDir) -> None:
-        self.run = run
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs:
-            self.run.log_metrics({"step": state.global_step, **logs})
+    @property
+    def adapter_dir(self) -> Path:
+        return self.model_path
 
 
 def _metrics(regression: bool):
@@ -135,56 +147,53 @@ def finetune(config: FinetuneConfig | dict | None = None, *, train_dataset: Data
     if cfg.model is None:
         raise UserError("no base model given", field="model", fix="set model: PATH")
     adapter = cfg.adapter.model_copy(update={"task": "seq_cls"})
+    cfg = cfg.model_copy(update={"adapter": adapter})
     regression = cfg.data.task == "regression"
     cols = Columns(cfg.data.text, cfg.data.text_pair, cfg.data.label)
-    train = _load_split(cfg.data.train, train_dataset, cols, regression, "train")
-    if train is None:
-        raise UserError("no training data", field="data.train", fix="set data.train: FILE")
-    evals = _load_split(cfg.data.eval, eval_dataset, cols, regression, "eval")
-    labels = None if regression else label_names(train, cols)
-    if labels is not None and len(labels) < 2:
-        raise UserError(f"the training data has a single label ({labels})", field="data.label",
-                        file=cfg.data.train, fix="classification needs at least two classes")
 
-    run = RunDir.create(cfg.run.dir, overwrite=cfg.run.overwrite, make=False)  # made once all inputs load
-    torch.manual_seed(cfg.train.seed)
+    def load(run: RunDir, dtype: str) -> SimpleNamespace:
+        train = _load_split(cfg.data.train, train_dataset, cols, regression, "train")
+        if train is None:
+            raise UserError("no training data", field="data.train", fix="set data.train: FILE")
+        evals = _load_split(cfg.data.eval, eval_dataset, cols, regression, "eval")
+        labels = None if regression else label_names(train, cols)
+        if labels is not None and len(labels) < 2:
+            raise UserError(f"the training data has a single label ({labels})", field="data.label",
+                            file=cfg.data.train, fix="classification needs at least two classes")
+        tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, field="tokenizer")
+        model = load_base(cfg.model, adapter, num_labels=1 if regression else len(labels))
+        model.config.pad_token_id = tokenizer.pad_token_id
+        if labels is not None:
+            model.config.id2label = {i: str(v) for i, v in enumerate(labels)}
+            model.config.label2id = {str(v): i for i, v in enumerate(labels)}
+        model = apply(model, adapter, token_ids=trainable_token_ids(adapter, tokenizer))
+        train_ds = _tokenize(train, tokenizer, cols, cfg.data.max_length).add_column(
+            "labels", encode_labels(train, cols, labels, cfg.data.train or "train dataset"))
+        eval_ds = None
+        if evals is not None:
+            eval_ds = _tokenize(evals, tokenizer, cols, cfg.data.max_length).add_column(
+                "labels", encode_labels(evals, cols, labels, cfg.data.eval or "eval dataset"))
+        return SimpleNamespace(model=model, tokenizer=tokenizer, labels=labels, train=train_ds, eval=eval_ds)
 
-    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, field="tokenizer")
-    model = load_base(cfg.model, adapter, num_labels=1 if regression else len(labels))
-    model.config.pad_token_id = tokenizer.pad_token_id
-    if labels is not None:
-        model.config.id2label = {i: str(v) for i, v in enumerate(labels)}
-        model.config.label2id = {str(v): i for i, v in enumerate(labels)}
-    model = apply(model, adapter, token_ids=trainable_token_ids(adapter, tokenizer))
+    def build(x: SimpleNamespace, run: RunDir, dtype: str, resuming: bool) -> Training:
+        t = cfg.train
+        args = TrainingArguments(**{
+            **training_kwargs(t, run, dtype, x.eval is not None),
+            "num_train_epochs": t.epochs, "per_device_eval_batch_size": t.eval_batch_size,
+            "eval_strategy": "epoch" if x.eval is not None else "no", "lr_scheduler_kwargs": {},
+            "lr_scheduler_type": "cosine" if t.schedule == "cosine" else SCHEDULES[t.schedule]})
+        optimizer = build_optimizer(x.model, adapter, lr=t.lr, weight_decay=t.weight_decay)
+        trainer = Trainer(model=x.model, args=args, train_dataset=x.train, eval_dataset=x.eval,
+                          data_collator=DataCollatorWithPadding(x.tokenizer), optimizers=(optimizer, None),
+                          compute_metrics=_metrics(regression))
 
-    train_ds = _tokenize(train, tokenizer, cols, cfg.data.max_length).add_column(
-        "labels", encode_labels(train, cols, labels, cfg.data.train or "train dataset"))
-    eval_ds = None
-    if evals is not None:
-        eval_ds = _tokenize(evals, tokenizer, cols, cfg.data.max_length).add_column(
-            "labels", encode_labels(evals, cols, labels, cfg.data.eval or "eval dataset"))
-    run.start(cfg, seed=cfg.train.seed)
+        def save(run_: RunDir, model) -> Path:
+            adapter_dir = save_adapter(model, run_.path / "adapter", adapter, base=cfg.model)
+            if run_.main:
+                x.tokenizer.save_pretrained(adapter_dir)
+            return adapter_dir
+        return Training(trainer, t.batch_size * cfg.data.max_length,
+                        after=lambda model: trainer.evaluate() if x.eval is not None else {}, save=save,
+                        finish=lambda model: {"labels": x.labels, "trainable": trainable_summary(model)})
 
-    args = TrainingArguments(
-        output_dir=str(run.checkpoints), per_device_train_batch_size=cfg.train.batch_size,
-        per_device_eval_batch_size=cfg.train.eval_batch_size, learning_rate=cfg.train.lr,
-        num_train_epochs=cfg.train.epochs, max_steps=cfg.train.max_steps,
-        weight_decay=cfg.train.weight_decay, warmup_steps=cfg.train.warmup_ratio,
-        logging_steps=cfg.train.logging_steps, eval_strategy="epoch" if eval_ds is not None else "no",
-        save_strategy="no", report_to="none", seed=cfg.train.seed, use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0)
-    optimizer = build_optimizer(model, adapter, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    trainer = console_progress(Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                                       data_collator=DataCollatorWithPadding(tokenizer), optimizers=(optimizer, None),
-                                       compute_metrics=_metrics(regression), callbacks=[_MetricsToRunDir(run)]))
-    train_out = trainer.train()
-    metrics = {"train_loss": train_out.training_loss}
-    if eval_ds is not None:
-        metrics.update(trainer.evaluate())
-
-    adapter_dir = save_adapter(model, run.path / "adapter", adapter, base=cfg.model)
-    tokenizer.save_pretrained(adapter_dir)
-    summary = trainable_summary(model)
-    run.write_json("results.json", {"metrics": metrics, "labels": labels, "trainable": summary,
-                                    "adapter_dir": str(adapter_dir)})
-    return FinetuneResult(run.path, adapter_dir, metrics, labels, summary)
+    return run_stage("finetune", cfg, load, build, result_cls=FinetuneResult)
