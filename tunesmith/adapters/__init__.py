@@ -2,8 +2,8 @@
 saving/merging adapters, several adapters on one base, the memory planner, and the task
 fine-tuning stage.
 
->>> from tunesmith.adapters import AdapterConfig, apply, load_base
->>> model = apply(load_base("runs/base/model", cfg := AdapterConfig(method="qlora")), cfg)
+from tunesmith.adapters import AdapterConfig, apply, load_base
+model = apply(load_base("runs/base/model", cfg := AdapterConfig(method="qlora")), cfg)
 """
 from .apply import apply, peft_config, trainable_summary
 from .artifacts import load_adapter, save_adapter

@@ -75,8 +75,8 @@ def peft_config(model: nn.Module, adapter: AdapterConfig | dict | None = None,
     """The peft config `adapter` means for `model` (targets resolved); `token_ids` (LoRA family)
     are the token rows to train next to it (see `tokens.trainable_token_ids`). Example:
 
-    >>> peft_config(build_model("llama", "nano"), AdapterConfig(method="dora")).use_dora
-    True
+    peft_config(build_model("llama", "nano"), AdapterConfig(method="dora")).use_dora
+    # -> True
     """
     cfg = coerce(AdapterConfig, adapter)
     if isinstance(cfg.trainable_tokens, list) and token_ids is None:
@@ -120,9 +120,9 @@ def apply(model: nn.Module, adapter: AdapterConfig | dict | None = None,
     plus, for a LoRA-family method, the embedding (and untied LM-head) rows of `token_ids`
     (`tokens.trainable_token_ids(adapter, tokenizer)` resolves `adapter.trainable_tokens`).
 
-    >>> from tunesmith.pretraining.presets import build_model
-    >>> peft_model = apply(build_model("llama", "nano"), AdapterConfig(method="lora", rank=8))
-    >>> peft_model.print_trainable_parameters()
+    from tunesmith.pretraining.presets import build_model
+    peft_model = apply(build_model("llama", "nano"), AdapterConfig(method="lora", rank=8))
+    peft_model.print_trainable_parameters()
     """
     cfg = coerce(AdapterConfig, adapter)
     _check_task(model, cfg)

@@ -48,7 +48,7 @@ def save_adapter(model: nn.Module, output: str | os.PathLike, adapter: AdapterCo
                  base: str | os.PathLike | None = None) -> Path:
     """Write `model`'s adapter (or, for `method: full`, the whole model) to `output`, atomically.
 
-    >>> save_adapter(peft_model, "runs/x/adapter", AdapterConfig(), base="runs/nano/model")
+    save_adapter(peft_model, "runs/x/adapter", AdapterConfig(), base="runs/nano/model")
     """
     output = Path(output)
     base_model = model.get_base_model() if isinstance(model, PeftModel) else model
@@ -105,7 +105,7 @@ def load_adapter(adapter_dir: str | os.PathLike, base: str | os.PathLike | None 
                  trainable: bool = False, adapter_name: str = "default") -> PeftModel:
     """The base model (quantized as in training) with the adapter at `adapter_dir` on it.
 
-    >>> model = load_adapter("runs/x/adapter")  # base folder read from the adapter's record
+    model = load_adapter("runs/x/adapter")  # base folder read from the adapter's record
     """
     adapter_dir = Path(adapter_dir)
     record = read_record(adapter_dir)

@@ -140,8 +140,8 @@ def finetune(config: FinetuneConfig | dict | None = None, *, train_dataset: Data
              eval_dataset: Dataset | None = None) -> FinetuneResult:
     """Fine-tune `config.model` on labelled text with the adapter block; see the module doc.
 
-    >>> finetune({"model": "runs/nano/model", "data": {"train": "sst2/train.tsv",
-    ...           "text": "sentence"}, "adapter": {"method": "lora", "rank": 8}})
+    finetune({"model": "runs/nano/model", "data": {"train": "sst2/train.tsv",
+              "text": "sentence"}, "adapter": {"method": "lora", "rank": 8}})
     """
     cfg = coerce(FinetuneConfig, config)
     if cfg.model is None:

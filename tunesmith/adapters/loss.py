@@ -57,7 +57,7 @@ def lean_causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, vocab_size: 
                         **kwargs) -> torch.Tensor:
     """Drop-in for transformers' `ForCausalLMLoss` (same arguments, same value). Example:
 
-    >>> model.loss_function = lean_causal_lm_loss
+    model.loss_function = lean_causal_lm_loss
     """
     if shift_labels is None:
         labels = torch.nn.functional.pad(labels, (0, 1), value=ignore_index)

@@ -39,8 +39,8 @@ def merge(adapter_dir: str | os.PathLike, output: str | os.PathLike, *,
 
     `dtype` is "base" (the base folder's dtype) or float32/bfloat16/float16. Example:
 
-    >>> merge("runs/sft/adapter", "runs/sft/merged")
-    >>> AutoModelForCausalLM.from_pretrained("runs/sft/merged")
+    merge("runs/sft/adapter", "runs/sft/merged")
+    AutoModelForCausalLM.from_pretrained("runs/sft/merged")
     """
     adapter_dir = Path(adapter_dir)
     record = read_record(adapter_dir)
@@ -71,8 +71,8 @@ def merged_for_inference(model: nn.Module) -> Iterator[nn.Module]:
     unmerged: folding would re-quantize them, and in 16 bits W + BA - BA does not give W back.
     Scoring MiniLM with LoRA r=8: 1.15x faster.
 
-    >>> with merged_for_inference(model), torch.inference_mode():  # merge first, then inference mode
-    ...     logits = model(**batch).logits
+    with merged_for_inference(model), torch.inference_mode():  # merge first, then inference mode
+        logits = model(**batch).logits
     """
     layers = [m for m in model.modules() if isinstance(m, LoraLayer) and not m.merged
               and getattr(m.get_base_layer(), "weight", None) is not None

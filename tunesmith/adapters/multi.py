@@ -21,7 +21,7 @@ from .config import AdapterConfig
 def load_many(base: nn.Module, adapters: dict[str, str | os.PathLike]) -> PeftModel:
     """`base` with every adapter in `adapters` ({name: folder}) loaded; the first is active.
 
-    >>> model = load_many(base, {"math": "runs/math/adapter", "code": "runs/code/adapter"})
+    model = load_many(base, {"math": "runs/math/adapter", "code": "runs/code/adapter"})
     """
     if not adapters:
         raise UserError("no adapters given", field="adapters", fix="pass {name: folder, ...}")
@@ -49,7 +49,7 @@ def combine(model: PeftModel, weights: dict[str, float], name: str = "combined",
     `how` is peft's combination type: "linear" (same-rank adapters, weighted add of A and
     B), "cat" (concatenates ranks: exact weighted sum of the deltas) or "svd".
 
-    >>> combine(model, {"math": 0.7, "code": 0.3}, how="cat")
+    combine(model, {"math": 0.7, "code": 0.3}, how="cat")
     """
     for adapter in weights:
         switch(model, adapter)

@@ -17,7 +17,7 @@ def build_optimizer(model: nn.Module, adapter: AdapterConfig, lr: float,
                     weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """The optimizer for `model`'s trainable parameters. Example:
 
-    >>> opt = build_optimizer(peft_model, AdapterConfig(optimizer="adamw_8bit"), lr=2e-4)
+    opt = build_optimizer(peft_model, AdapterConfig(optimizer="adamw_8bit"), lr=2e-4)
     """
     if adapter.method == "lora_fa":
         from peft.optimizers import create_lorafa_optimizer

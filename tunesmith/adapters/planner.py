@@ -179,8 +179,8 @@ def plan(model: str | os.PathLike | PretrainedConfig | nn.Module,
          device: str = "cpu", num_labels: int = 2) -> MemoryPlan:
     """Predict the peak memory of training `model` with `adapter` at this batch shape.
 
-    >>> p = plan("runs/base/model", AdapterConfig(method="qlora"), batch_size=4, seq_len=1024)
-    >>> print(p.table()); p.fits(parse_size("16GB"))
+    p = plan("runs/base/model", AdapterConfig(method="qlora"), batch_size=4, seq_len=1024)
+    print(p.table()); p.fits(parse_size("16GB"))
     """
     cfg = coerce(AdapterConfig, adapter)
     if device not in RUNTIME_BYTES:
@@ -230,7 +230,7 @@ def fitting(model: str | os.PathLike | PretrainedConfig | nn.Module, budget: int
     """Plans for the usual settings (full / LoRA / QLoRA, +- checkpointing, +- 8-bit AdamW),
     the ones under `budget` first, each group from cheapest to dearest. Example:
 
-    >>> [p.settings["method"] for p in fitting("runs/base/model", "2GB") if p.fits(2 * GiB)]
+    [p.settings["method"] for p in fitting("runs/base/model", "2GB") if p.fits(2 * GiB)]
     """
     budget = parse_size(budget)
     candidates = []

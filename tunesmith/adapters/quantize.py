@@ -56,7 +56,7 @@ def load_base(path: str | os.PathLike, adapter: AdapterConfig | None = None, *,
     causal-LM head or, for `task: seq_cls`, a classification head of `num_labels` outputs
     (1 means regression). Example:
 
-    >>> model = load_base("runs/nano/model", AdapterConfig(method="qlora"))  # 4-bit NF4
+    model = load_base("runs/nano/model", AdapterConfig(method="qlora"))  # 4-bit NF4
     """
     cfg = adapter or AdapterConfig()
     path = check_model_folder(path)

@@ -32,8 +32,8 @@ def chat_template_tokens(tokenizer: Any) -> list[str]:
     """The special and added tokens the tokenizer's chat template (ChatML when it has none) puts
     into a conversation and its generation prompt, in order of first use. Example:
 
-    >>> chat_template_tokens(tok)          # doctest: +SKIP
-    ['<|im_start|>', '<|im_end|>']
+    chat_template_tokens(tok)
+    # -> ['<|im_start|>', '<|im_end|>']
     """
     from ..data.chat import render_messages
 

@@ -82,7 +82,7 @@ def distill(config: DistillConfig | dict | str | None = None, **sections: Any) -
     KL(teacher || student) on held-out completions before and after
     (`before/kl_teacher_student`, `after/kl_teacher_student`), train loss and steps.
 
-    >>> distill(model={"path": "student"}, teacher={"path": "teacher"}, tasks={"names": ["add"]})  # doctest: +SKIP
+    distill(model={"path": "student"}, teacher={"path": "teacher"}, tasks={"names": ["add"]})
     """
     cfg = coerce(DistillConfig, config, **sections)
     d = cfg.distill
@@ -162,8 +162,8 @@ def heldout_kl(student, teacher, tok, rows: list[dict], max_length: int, batch_s
     """Mean per-token KL(teacher || student) over the completion tokens of `rows` (teacher-forced on
     the rows' own completions), in nats.
 
-    >>> heldout_kl(student, teacher, tok, [{"messages": [user, assistant]}], 256)  # doctest: +SKIP
-    0.41
+    heldout_kl(student, teacher, tok, [{"messages": [user, assistant]}], 256)
+    # -> 0.41
     """
     (DataCollatorForChatML,) = trl_experimental("chatml_collator")
     collate = DataCollatorForChatML(tokenizer=tok, max_length=max_length)

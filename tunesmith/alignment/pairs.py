@@ -2,8 +2,8 @@
 log-probability than the rejected one? Used before and after every preference stage.
 
 Example:
-    >>> pair_scores(model, tok, preference_rows(["add"], 50, split="heldout"), "after/")  # doctest: +SKIP
-    {'after/pair_accuracy': 0.9, 'after/logp_margin': 3.1, 'after/pairs': 50}
+    pair_scores(model, tok, preference_rows(["add"], 50, split="heldout"), "after/")
+    # -> {'after/pair_accuracy': 0.9, 'after/logp_margin': 3.1, 'after/pairs': 50}
 """
 from __future__ import annotations
 

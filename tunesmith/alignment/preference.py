@@ -248,7 +248,7 @@ def dpo(config: DPOConfig | dict | str | Path | None = None, **sections: Any) ->
     """Direct preference optimization (see DPOConfig); metrics include before/after held-out pair accuracy.
 
     Example:
-        >>> r = dpo(model={"path": "sft-model"}, tasks={"names": ["add"]}, dpo={"loss_type": "ipo"})  # doctest: +SKIP
+        r = dpo(model={"path": "sft-model"}, tasks={"names": ["add"]}, dpo={"loss_type": "ipo"})
     """
     return run_preference(coerce(DPOConfig, config, **sections), "dpo")
 
@@ -257,7 +257,7 @@ def kto(config: KTOConfig | dict | str | Path | None = None, **sections: Any) ->
     """KTO on unpaired rows (prompt, completion, label); pairs are split into two rows.
 
     Example:
-        >>> r = kto(model={"path": "sft-model"}, data={"inputs": [{"path": "kto.jsonl"}]})  # doctest: +SKIP
+        r = kto(model={"path": "sft-model"}, data={"inputs": [{"path": "kto.jsonl"}]})
     """
     return run_preference(coerce(KTOConfig, config, **sections), "kto")
 
@@ -266,7 +266,7 @@ def orpo(config: ORPOConfig | dict | str | Path | None = None, **sections: Any) 
     """ORPO (odds-ratio preference optimization, no reference model).
 
     Example:
-        >>> r = orpo(model={"path": "base"}, data={"inputs": [{"path": "pairs.jsonl"}]})  # doctest: +SKIP
+        r = orpo(model={"path": "base"}, data={"inputs": [{"path": "pairs.jsonl"}]})
     """
     return run_preference(coerce(ORPOConfig, config, **sections), "orpo")
 
@@ -275,6 +275,6 @@ def simpo(config: SimPOConfig | dict | str | Path | None = None, **sections: Any
     """SimPO (length-normalized, reference-free; TRL's CPO trainer with loss_type simpo).
 
     Example:
-        >>> r = simpo(model={"path": "sft-model"}, tasks={"names": ["upper"]}, simpo={"gamma": 1.0})  # doctest: +SKIP
+        r = simpo(model={"path": "sft-model"}, tasks={"names": ["upper"]}, simpo={"gamma": 1.0})
     """
     return run_preference(coerce(SimPOConfig, config, **sections), "simpo")

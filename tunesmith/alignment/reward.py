@@ -64,7 +64,7 @@ def reward(config: RewardConfig | dict | str | None = None, **sections) -> Stage
     adapter with its score head, or a full model) and metrics including `eval_accuracy`
     (share of held-out pairs where r(chosen) > r(rejected)) and `initial_eval_accuracy`.
 
-    >>> result = reward("recipes/reward.yaml")  # doctest: +SKIP
+    result = reward("recipes/reward.yaml")
     """
     from trl import RewardConfig as TRLRewardConfig
     from trl import RewardTrainer

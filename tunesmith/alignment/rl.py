@@ -111,8 +111,8 @@ def rlhf(config: RLHFConfig | dict | str | None = None, *, reward_funcs: Sequenc
     Metrics: held-out mean reward before and after (`before/mean_reward`, `after/mean_reward`, and
     per reward), the last logged KL to the reference (`kl`) and training reward (`train_reward`).
 
-    >>> def short(prompts, completions, **kw): return [-len(c[0]["content"]) / 10 for c in completions]
-    >>> rlhf(model={"path": "runs/sft/model"}, tasks={"names": ["add"]}, reward_funcs=[short])  # doctest: +SKIP
+    def short(prompts, completions, **kw): return [-len(c[0]["content"]) / 10 for c in completions]
+    rlhf(model={"path": "runs/sft/model"}, tasks={"names": ["add"]}, reward_funcs=[short])
     """
     cfg = coerce(RLHFConfig, config, **sections)
     _check_batch(cfg)

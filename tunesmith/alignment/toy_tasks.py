@@ -264,8 +264,8 @@ def exact_match(model: Any, tokenizer: Any, rows: Sequence[dict], max_new_tokens
     """Share of `rows` whose greedy completion equals the answer after `normalize`.
 
     Example:
-        >>> exact_match(model, tok, instruction_rows(TASKS, 100, split="heldout"))  # doctest: +SKIP
-        0.83
+        exact_match(model, tok, instruction_rows(TASKS, 100, split="heldout"))
+        # -> 0.83
     """
     return exact_match_report(model, tokenizer, rows, max_new_tokens, batch_size)["accuracy"]
 

@@ -8,9 +8,9 @@ everything else (pooler, final norm, classifier, LM head) is the top. Layouts ou
 (ALBERT's shared layer groups; an encoder-decoder's two stacks share depths) are not ranked
 faithfully; the fine-tune protocol's encoders and decoders are.
 
->>> layer_depth("bert.encoder.layer.3.attention.self.query.weight")
-4
->>> use_layer_lr_decay(trainer, 0.8)  # before trainer.train()
+layer_depth("bert.encoder.layer.3.attention.self.query.weight")
+# -> 4
+use_layer_lr_decay(trainer, 0.8)  # before trainer.train()
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Data: read and detect formats, check every row, clean, deduplicate, anonymize, mix, split.
 
-    >>> from tunesmith.data import check_data, prepare
-    >>> print(check_data("train.jsonl", tokenizer="my-model", max_length=2048).render())  # doctest: +SKIP
-    >>> prepare({"inputs": [{"path": "train.jsonl"}], "output": {"dir": "prepared"}})   # doctest: +SKIP
+    from tunesmith.data import check_data, prepare
+    print(check_data("train.jsonl", tokenizer="my-model", max_length=2048).render())
+    prepare({"inputs": [{"path": "train.jsonl"}], "output": {"dir": "prepared"}})
 """
 from .chat import load_tokenizer, render_messages, row_texts, token_length
 from .config import DataPrepConfig

@@ -5,9 +5,9 @@ own chat template, or with ChatML when the tokenizer has none (base models). Len
 checks and the stages that need plain text all go through it.
 
 Example:
-    >>> tok = load_tokenizer("path/to/tokenizer")                     # doctest: +SKIP
-    >>> render_messages([{"role": "user", "content": "hi"}], tok, add_generation_prompt=True)  # doctest: +SKIP
-    '<|im_start|>user\\nhi<|im_end|>\\n<|im_start|>assistant\\n'
+    tok = load_tokenizer("path/to/tokenizer")
+    render_messages([{"role": "user", "content": "hi"}], tok, add_generation_prompt=True)
+    # with ChatML: '<|im_start|>user\\nhi<|im_end|>\\n<|im_start|>assistant\\n'
 """
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ def render_messages(messages: list[dict[str, str]], tokenizer: Any, *, add_gener
     """Messages -> the text the model is trained on or prompted with.
 
     Example:
-        >>> render_messages([{"role": "user", "content": "hi"}], tok)  # doctest: +SKIP
-        '<|im_start|>user\\nhi<|im_end|>\\n'
+        render_messages([{"role": "user", "content": "hi"}], tok)
+        # with ChatML: '<|im_start|>user\\nhi<|im_end|>\\n'
     """
     return tokenizer.apply_chat_template(messages, chat_template=chat_template_of(tokenizer), tokenize=False,
                                          add_generation_prompt=add_generation_prompt,

@@ -6,10 +6,10 @@ index); nothing is dropped without a record: bad rows (with `on_bad_rows: skip`)
 rows and duplicates each get a JSONL report, and the data card counts every step.
 
 Example:
-    >>> result = prepare({"inputs": [{"path": "train.jsonl"}], "split": {"validation": 0.1},
-    ...                   "output": {"dir": "prepared"}})                  # doctest: +SKIP
-    >>> result.dataset["train"].num_rows, result.card["steps"]["duplicates_removed"]  # doctest: +SKIP
-    (9000, 12)
+    result = prepare({"inputs": [{"path": "train.jsonl"}], "split": {"validation": 0.1},
+                      "output": {"dir": "prepared"}})
+    result.dataset["train"].num_rows, result.card["steps"]["duplicates_removed"]
+    # -> (9000, 12)
 """
 from __future__ import annotations
 
@@ -181,7 +181,7 @@ def prepare(config: DataPrepConfig | dict | None = None, *, run_dir: RunDir | st
     to the run directory (training stages pass theirs).
 
     Example:
-        >>> prepare(inputs=[{"path": "a.jsonl"}, {"path": "b.jsonl"}], on_bad_rows="skip")  # doctest: +SKIP
+        prepare(inputs=[{"path": "a.jsonl"}, {"path": "b.jsonl"}], on_bad_rows="skip")
     """
     from datasets import concatenate_datasets, interleave_datasets
 

@@ -5,8 +5,8 @@ Parquet/Arrow/JSON arrays), so each problem can be reported as `file:line`. A li
 cannot be parsed is yielded as a `RawRow` with `error` set, never skipped.
 
 Example:
-    >>> for raw in read_rows("train.jsonl"):           # doctest: +SKIP
-    ...     print(raw.source, raw.line, raw.data)
+    for raw in read_rows("train.jsonl"):
+        print(raw.source, raw.line, raw.data)
 """
 from __future__ import annotations
 
@@ -218,9 +218,9 @@ def read_rows(path: str | os.PathLike, *, split: str = "train", text_unit: str =
     """Stream every row of a file, folder, `save_to_disk` folder or Hub dataset id.
 
     Example:
-        >>> rows = list(read_rows("data/train.jsonl"))   # doctest: +SKIP
-        >>> rows[0].source, rows[0].line
-        ('data/train.jsonl', 1)
+        rows = list(read_rows("data/train.jsonl"))
+        rows[0].source, rows[0].line
+        # -> ('data/train.jsonl', 1)
     """
     p = Path(path)
     if p.is_file():

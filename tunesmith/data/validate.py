@@ -5,8 +5,8 @@ the `Problem` that stops it. `check_data` runs it over whole inputs and returns 
 `CheckResult` (what `tunesmith data check` prints).
 
 Example:
-    >>> result = check_data("train.jsonl", tokenizer="path/to/tok", max_length=1024)  # doctest: +SKIP
-    >>> print(result.render())                                                       # doctest: +SKIP
+    result = check_data("train.jsonl", tokenizer="path/to/tok", max_length=1024)
+    print(result.render())
 """
 from __future__ import annotations
 
@@ -223,9 +223,9 @@ def check_data(config: DataPrepConfig | dict | str | list[str] | None = None, *,
     `config` is a DataPrepConfig, a dict for one, or simply a path or list of paths.
 
     Example:
-        >>> r = check_data("train.jsonl", format="alpaca")  # doctest: +SKIP
-        >>> r.ok, r.rows, r.formats
-        (True, 52002, {'train.jsonl': 'alpaca'})
+        r = check_data("train.jsonl", format="alpaca")
+        r.ok, r.rows, r.formats
+        # -> (True, 52002, {'train.jsonl': 'alpaca'})
     """
     if isinstance(config, (str, list)):
         paths = [config] if isinstance(config, str) else config

@@ -1,8 +1,8 @@
 """Evaluation: GLUE/SuperGLUE loaders and official metrics, fine-tune and few-shot
 protocols, perplexity and exact-match generation accuracy.
 
->>> from tunesmith.eval import run, markdown_table
->>> print(markdown_table(run(model={"path": "runs/nano/model"}, data={"tasks": "rte", "dir": "data/glue"})))
+from tunesmith.eval import run, markdown_table
+print(markdown_table(run(model={"path": "runs/nano/model"}, data={"tasks": "rte", "dir": "data/glue"})))
 """
 from .config import EvalConfig
 from .evaluate_modules import metric_path

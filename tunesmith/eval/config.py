@@ -3,9 +3,9 @@
 Filled by a YAML recipe, dotted flags (`--data.tasks sst2,rte --finetune.train_limit 2000`)
 or the Python API:
 
->>> cfg = coerce(EvalConfig, {"model": {"path": "runs/x/model"}, "data": {"tasks": "rte"}})
->>> cfg.protocol
-'fewshot'
+cfg = coerce(EvalConfig, {"model": {"path": "runs/x/model"}, "data": {"tasks": "rte"}})
+cfg.protocol
+# -> 'fewshot'
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ The k demonstrations are drawn once per task with `seed` from the train split an
 every row (which is what makes contextual calibration possible). STS-B predicts the
 expected score under the softmax over the verbalizers " 0" ... " 5".
 
->>> preds = predict(model, tokenizer, get_task("superglue", "rte"), rows, demos=train[:2])
+preds = predict(model, tokenizer, get_task("superglue", "rte"), rows, demos=train[:2])
 """
 from __future__ import annotations
 
@@ -88,8 +88,8 @@ def loglikelihood(model: torch.nn.Module, tokenizer: Any, requests: Sequence[Req
     """Summed log-probability of each continuation given its context. Requests that share
     a context and have one-token continuations cost one forward pass together.
 
-    >>> loglikelihood(model, tok, [("The sky is", " blue"), ("The sky is", " green")])
-    [-3.1, -7.9]
+    loglikelihood(model, tok, [("The sky is", " blue"), ("The sky is", " green")])
+    # -> [-3.1, -7.9]
     """
     limit = max_length or getattr(model.config, "max_position_embeddings", None) or 2048
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
@@ -154,7 +154,7 @@ def predict(model: torch.nn.Module, tokenizer: Any, task: Task, rows: Sequence[d
             batch_size: int = 16, max_length: int | None = None) -> list[Any]:
     """Predictions for `rows` (label ids; a score for STS-B; the answer text for ReCoRD).
 
-    >>> predict(model, tok, get_task("glue", "sst2"), rows, demos=train, k=4, scoring="calibrated")
+    predict(model, tok, get_task("glue", "sst2"), rows, demos=train, k=4, scoring="calibrated")
     """
     prefix = demonstrations(train_task(task), demos, k, seed)  # AX-b/AX-g: RTE demos; AX: MNLI
     rendered = [render(task, r) for r in rows]

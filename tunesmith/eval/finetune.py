@@ -14,7 +14,7 @@ scoring is our own length-sorted, dynamically padded batched inference with LoRA
 into the weights for the duration (`adapters.merged_for_inference`). With
 `finetune.save` the trained classifier is kept (`heads.save_classifier`/`load_classifier`).
 
->>> metrics = finetune_and_score("models/minilm", get_task("glue", "rte"), train, dev, FinetuneSection())
+metrics = finetune_and_score("models/minilm", get_task("glue", "rte"), train, dev, FinetuneSection())
 """
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ class Instance:
 def cast(task: Task, rows: Sequence[dict]) -> list[Instance]:
     """Rows -> classification instances (several per row for COPA/ReCoRD).
 
-    >>> cast(get_task("superglue", "copa"), [copa_row])[1].text_b
-    'because The sun was rising.'
+    cast(get_task("superglue", "copa"), [copa_row])[1].text_b
+    # -> 'because The sun was rising.'
     """
     out: list[Instance] = []
     for i, r in enumerate(rows):
@@ -201,8 +201,8 @@ def finetune_and_score(model_path: str, task: Task, train_rows: Sequence[dict], 
                        eval_batch_size: int = 64, save_to: str | os.PathLike | None = None) -> dict[str, float]:
     """Fine-tune a fresh head on `train_rows`, score `eval_rows`: metrics + train summary.
 
-    >>> finetune_and_score("minilm", get_task("glue", "sst2"), train[:2000], dev, FinetuneSection())
-    {'accuracy': 0.88, 'train_loss': 0.31, 'train_steps': 189, 'train_seconds': 95.2}
+    finetune_and_score("minilm", get_task("glue", "sst2"), train[:2000], dev, FinetuneSection())
+    # -> {'accuracy': 0.88, 'train_loss': 0.31, 'train_steps': 189, 'train_seconds': 95.2}
     """
     set_seed(seed)
     tokenizer = load_tokenizer(tokenizer_path or model_path)

@@ -5,8 +5,8 @@ is cut at EOS and at the first `stop` string (a newline by default), then SQuAD-
 (lowercase, punctuation and the articles a/an/the removed, whitespace collapsed). A prompt
 counts as correct when its normalized completion equals one of its normalized answers.
 
->>> exact_match_accuracy(model, tokenizer, ["Q: capital of France?\\nA:"], ["Paris"], max_new_tokens=5)
-1.0
+    exact_match_accuracy(model, tokenizer, ["Q: capital of France?\\nA:"], ["Paris"], max_new_tokens=5)
+    # 1.0 when the model answers "Paris" (or " paris.")
 """
 from __future__ import annotations
 

@@ -22,8 +22,8 @@ reads it as mean-pooled when it starts another task) - plus `head.safetensors` (
 layer) and `tunesmith_classifier.json` (pooling, num_labels, base). `load_classifier(folder)`
 rebuilds either kind:
 
->>> save_classifier(model, "runs/sst2", adapter, base="models/minilm", pooling="mean")
->>> model = load_classifier("runs/sst2")  # same logits as `model`
+save_classifier(model, "runs/sst2", adapter, base="models/minilm", pooling="mean")
+model = load_classifier("runs/sst2")  # same logits as `model`
 """
 from __future__ import annotations
 

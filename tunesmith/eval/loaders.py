@@ -10,9 +10,9 @@ a UTF-8 BOM stripped (MRPC), CoLA without a header; SuperGLUE JSONL with labels 
 booleans, "true"/"false" strings, names or ids. A bad row raises `UserError` naming the
 file, the line, the field and the valid values; nothing is dropped silently.
 
->>> rows = load_split(get_task("glue", "rte"), "validation", data_dir="../shared/data/glue")
->>> len(rows), rows[0]["label"]
-(277, 1)
+rows = load_split(get_task("glue", "rte"), "validation", data_dir="../shared/data/glue")
+len(rows), rows[0]["label"]
+# -> (277, 1)
 """
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ csv.field_size_limit(1 << 26)
 def split_path(task: Task, split: str, data_dir: str | os.PathLike) -> Path:
     """Where `split` of `task` lives under a local benchmark folder (or its parent).
 
-    >>> split_path(get_task("superglue", "cb"), "validation", "data/superglue").name
-    'val.jsonl'
+    split_path(get_task("superglue", "cb"), "validation", "data/superglue").name
+    # -> 'val.jsonl'
     """
     if split not in task.files:
         raise UserError(f'{task.title} has no "{split}" split', field="data.split",
@@ -54,7 +54,7 @@ def load_split(task: Task, split: str, *, data_dir: str | os.PathLike | None = N
                source: str = "local") -> list[dict[str, Any]]:
     """Rows of one split, from `data_dir` (source="local") or the Hub (source="hub").
 
-    >>> rows = load_split(get_task("superglue", "boolq"), "validation", data_dir="data/superglue")
+    rows = load_split(get_task("superglue", "boolq"), "validation", data_dir="data/superglue")
     """
     if source == "hub":
         return _load_hub(task, split)
@@ -77,8 +77,8 @@ def load_split(task: Task, split: str, *, data_dir: str | os.PathLike | None = N
 def parse_label(task: Task, raw: Any, *, file: Path | None = None, line: int | None = None) -> int | float:
     """A raw label (name, id, JSON boolean, "true"/"false", score) -> the Hub's label id.
 
-    >>> parse_label(get_task("superglue", "boolq"), "true")
-    1
+    parse_label(get_task("superglue", "boolq"), "true")
+    # -> 1
     """
     if task.kind == "regression":
         try:

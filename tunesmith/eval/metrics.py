@@ -157,8 +157,8 @@ def compute(task: Task, predictions: Sequence[Any], rows: Sequence[dict]) -> dic
     """All official metrics of `task` for `predictions` (label ids; a score for STS-B; an
     answer string for ReCoRD) against loader `rows` (which carry labels and idx).
 
-    >>> compute(get_task("glue", "mrpc"), [1, 0], [{"label": 1}, {"label": 1}])
-    {'accuracy': 0.5, 'f1': 0.6666666666666666}
+    compute(get_task("glue", "mrpc"), [1, 0], [{"label": 1}, {"label": 1}])
+    # -> {'accuracy': 0.5, 'f1': 0.6666666666666666}
     """
     _check(predictions, rows)
     if task.name == "record":

@@ -6,8 +6,8 @@ advance by `stride`; each token is scored once, with up to `block_size - stride`
 extra left context when windows overlap (the method of the transformers perplexity guide;
 with stride == block_size consecutive windows share one token, so none goes unscored).
 
->>> perplexity(model, tokenizer, ["To be, or not to be", "that is the question"])["perplexity"]
-41.7
+perplexity(model, tokenizer, ["To be, or not to be", "that is the question"])["perplexity"]
+# -> 41.7
 """
 from __future__ import annotations
 

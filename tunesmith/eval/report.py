@@ -1,11 +1,11 @@
 """Evaluation results: per-task metrics, leaderboard scores (x100), the benchmark average,
 as JSON and as a Markdown table (which also prints well in a terminal).
 
->>> print(markdown_table(result))
-| Task | N | Metrics (x100) | Score |
-|---|---|---|---|
-| RTE | 277 | accuracy 61.4 | 61.4 |
-| **GLUE average** (1/9 tasks) | | | **61.4** |
+print(markdown_table(result))
+# -> | Task | N | Metrics (x100) | Score |
+# -> |---|---|---|---|
+# -> | RTE | 277 | accuracy 61.4 | 61.4 |
+# -> | **GLUE average** (1/9 tasks) | | | **61.4** |
 """
 from __future__ import annotations
 

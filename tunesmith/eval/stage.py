@@ -4,9 +4,9 @@ For each task: load the eval split, then score it by the configured protocol - f
 log-likelihood (a causal LM as is), fine-tune (a fresh head per task and seed), or
 few-shot fine-tune (a tiny train set, several seeds) - and collect the leaderboard table.
 
->>> result = run({"model": {"path": "runs/nano/model"}, "data": {"tasks": "rte,cb",
-...               "benchmark": "superglue", "dir": "data/superglue"}})
->>> print(markdown_table(result))
+result = run({"model": {"path": "runs/nano/model"}, "data": {"tasks": "rte,cb",
+              "benchmark": "superglue", "dir": "data/superglue"}})
+print(markdown_table(result))
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def run(config: EvalConfig | dict | None = None, **sections: Any) -> EvalResult:
     """Evaluate `config.model.path` on the configured tasks; write results.json/results.md
     when `run.dir` is set. Example:
 
-    >>> run(protocol="finetune", model={"path": "minilm"}, data={"tasks": "rte", "dir": "data/glue"})
+    run(protocol="finetune", model={"path": "minilm"}, data={"tasks": "rte", "dir": "data/glue"})
     """
     cfg = coerce(EvalConfig, config, **sections)
     if cfg.model.path is None:

@@ -2,11 +2,11 @@
 `ModelCardData` (base_model, library_name, pipeline_tag, tags, datasets, license and a
 `model-index` with the run's evaluation results), then a short Markdown body.
 
->>> print(model_card("runs/sft", {"repo": "alice/tiny-sft", "license": "apache-2.0"}))
----
-base_model: HuggingFaceTB/SmolLM2-135M
-library_name: peft
-...
+print(model_card("runs/sft", {"repo": "alice/tiny-sft", "license": "apache-2.0"}))
+# -> ---
+# -> base_model: HuggingFaceTB/SmolLM2-135M
+# -> library_name: peft
+
 """
 from __future__ import annotations
 
@@ -231,9 +231,9 @@ def model_card(run_dir: str | os.PathLike, config: PushConfig | dict | None = No
                merged: bool | None = None, report_link: str | None = None) -> str:
     """The README.md text for pushing `run_dir` (metadata + body), without pushing anything.
 
-    >>> text = model_card("runs/sft", {"repo": "alice/tiny-sft", "datasets": ["tatsu-lab/alpaca"]})
-    >>> "library_name: peft" in text
-    True
+    text = model_card("runs/sft", {"repo": "alice/tiny-sft", "datasets": ["tatsu-lab/alpaca"]})
+    "library_name: peft" in text
+    # -> True
     """
     cfg = coerce(PushConfig, config) if config is not None else None
     info = read_run(run_dir)

@@ -6,8 +6,8 @@ Everything is prepared locally first (card, merge, report), then: check the toke
 token comes from the `token` argument, `HF_TOKEN` or `hf auth login`; it is sent only in
 the Authorization header and never written anywhere, error messages included.
 
->>> push("runs/sft", {"repo": "alice/tiny-sft", "private": True}).url
-'https://huggingface.co/alice/tiny-sft'
+push("runs/sft", {"repo": "alice/tiny-sft", "private": True}).url
+# -> 'https://huggingface.co/alice/tiny-sft'
 """
 from __future__ import annotations
 
@@ -122,8 +122,8 @@ def push(run_dir: str | os.PathLike, config: PushConfig | dict[str, Any], token:
     """Push the run at `run_dir` as `config` says; returns the repository URL, the files
     uploaded and the revision. `endpoint` defaults to huggingface_hub's (HF_ENDPOINT).
 
-    >>> push("runs/sft", {"repo": "alice/tiny-sft", "revision": "v1", "create_pr": True}).pr_url
-    'https://huggingface.co/alice/tiny-sft/discussions/1'
+    push("runs/sft", {"repo": "alice/tiny-sft", "revision": "v1", "create_pr": True}).pr_url
+    # -> 'https://huggingface.co/alice/tiny-sft/discussions/1'
     """
     cfg = coerce(PushConfig, config)
     run_path = Path(run_dir)

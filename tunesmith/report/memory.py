@@ -3,8 +3,8 @@
 A stage calls `log_peak_memory(run, step)` once training is over; the line lands in
 `metrics.jsonl` and the run report shows it.
 
->>> log_peak_memory(run, step=state.global_step)   # doctest: +SKIP
-{'step': 30, 'peak_rss_mb': 812.4}
+log_peak_memory(run, step=state.global_step)
+# -> {'step': 30, 'peak_rss_mb': 812.4}
 """
 from __future__ import annotations
 

@@ -5,9 +5,9 @@ throughput, then any other metric that changes over steps); `plot_curves` draws 
 returns, for each figure, the exact arrays it plotted and where each point landed in the
 image, so a test can check the picture against the log.
 
->>> plots = plot_curves(read_metrics(Path("runs/nano/metrics.jsonl")), Path("runs/nano/plots"))
->>> plots[0].title, plots[0].series["loss"][0][:3]
-('Loss', [10, 20, 30])
+plots = plot_curves(read_metrics(Path("runs/nano/metrics.jsonl")), Path("runs/nano/plots"))
+plots[0].title, plots[0].series["loss"][0][:3]
+# -> ('Loss', [10, 20, 30])
 """
 from __future__ import annotations
 

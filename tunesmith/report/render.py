@@ -2,8 +2,8 @@
 self-contained HTML page (markdown-it renders it; the plots are embedded as base64 PNGs,
 the style sheet is inline, nothing is fetched from the network).
 
->>> md = render_markdown(info, plots, image_ref=lambda p: f"plots/{p.path.name}")
->>> html = render_html(info.name, markdown_for_html)
+md = render_markdown(info, plots, image_ref=lambda p: f"plots/{p.path.name}")
+html = render_html(info.name, markdown_for_html)
 """
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 data card, peak memory. A pipeline run is a folder whose sub-folders are run directories
 (one per stage); each stage is read the same way.
 
->>> info = read_run("runs/nano")
->>> info.results["eval_loss"], len(info.metrics)
-(6.12, 9)
+info = read_run("runs/nano")
+info.results["eval_loss"], len(info.metrics)
+# -> (6.12, 9)
 """
 from __future__ import annotations
 
@@ -142,8 +142,8 @@ def _read_one(path: Path) -> RunInfo:
 def read_run(path: str | os.PathLike) -> RunInfo:
     """Read a run directory (or a pipeline folder of stage run directories).
 
-    >>> [s.name for s in read_run("runs/pipeline").stages]   # doctest: +SKIP
-    ['1-sft', '2-dpo', '3-eval']
+    [s.name for s in read_run("runs/pipeline").stages]
+    # -> ['1-sft', '2-dpo', '3-eval']
     """
     path = Path(path)
     if not path.is_dir():

@@ -4,8 +4,8 @@ A stage passes its `report_to` list here and adds the callbacks it gets back to 
 Trainer (keeping `TrainingArguments.report_to=[]`, so the Trainer adds no logger of its own
 that would write under the checkpoints folder). Needs the `tensorboard` package.
 
->>> trainer = Trainer(..., callbacks=[*callbacks, *report_callbacks(["tensorboard"], run.path)])
->>> # then: tensorboard --logdir runs/nano/tensorboard
+trainer = Trainer(..., callbacks=[*callbacks, *report_callbacks(["tensorboard"], run.path)])
+# then: tensorboard --logdir runs/nano/tensorboard
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """`write_report(run_dir)`: report.md + report.html (+ plots/*.png) written into the run directory.
 
->>> result = write_report("runs/nano")
->>> result.html, [p.name for p in result.plot_files]
-(PosixPath('runs/nano/report.html'), ['loss.png', 'lr.png', 'grad_norm.png', 'throughput.png'])
+result = write_report("runs/nano")
+result.html, [p.name for p in result.plot_files]
+# -> (PosixPath('runs/nano/report.html'), ['loss.png', 'lr.png', 'grad_norm.png', 'throughput.png'])
 """
 from __future__ import annotations
 
