@@ -67,10 +67,14 @@ def run_suite(py: Path, pytest_args: list[str], log: Path) -> tuple[str, list[st
                        cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                        env=dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                                 PATH=f"{py.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"))
-    text = log.read_text()
-    summary = re.findall(r"^=+ (.*(?:passed|failed|error).*) in [\d.]+s", text, flags=re.M)
+    return (*summarize(log.read_text()), time.time() - start)
+
+
+def summarize(text: str) -> tuple[str, list[str]]:
+    """(pytest's closing count line, the failing tests' ids) from a pytest log."""
+    summary = re.findall(r"^=*\s*(\d+ (?:passed|failed|error).*?) in [\d.]+s", text, flags=re.M)
     failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", text, flags=re.M)
-    return (summary[-1] if summary else "no summary (see log)"), failed, time.time() - start
+    return (summary[-1] if summary else "no summary (see log)"), failed
 
 
 def table(locked: dict, tried: dict, summary: str, failed: list[str], minutes: float,
