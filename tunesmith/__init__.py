@@ -5,42 +5,19 @@
 """
 from __future__ import annotations
 
-import importlib
-
 __version__ = "0.1.0"
 
 from .core.errors import UserError
+from .stages import STAGES as _STAGES, api_name as _api_name, load as _load
 
-# public name -> module that defines it; modules load on first use, so `import tunesmith`
-# and the CLI's --help stay fast
-_API = {
-    "pretrain": "tunesmith.pretraining.stage:pretrain",
+# public names besides each stage's function and config class (those come from the stage table);
+# everything loads on first use, so `import tunesmith` and the CLI's --help stay fast
+_EXTRA_API = {
     "PretrainResult": "tunesmith.pretraining.stage:PretrainResult",
-    "PretrainConfig": "tunesmith.pretraining.config:PretrainConfig",
-    "sft": "tunesmith.alignment.sft:sft",
-    "SFTConfig": "tunesmith.alignment.sft:SFTConfig",
-    "dpo": "tunesmith.alignment.preference:dpo",
-    "DPOConfig": "tunesmith.alignment.preference:DPOConfig",
-    "kto": "tunesmith.alignment.preference:kto",
-    "KTOConfig": "tunesmith.alignment.preference:KTOConfig",
-    "orpo": "tunesmith.alignment.preference:orpo",
-    "ORPOConfig": "tunesmith.alignment.preference:ORPOConfig",
-    "simpo": "tunesmith.alignment.preference:simpo",
-    "SimPOConfig": "tunesmith.alignment.preference:SimPOConfig",
-    "reward": "tunesmith.alignment.reward:reward",
-    "RewardConfig": "tunesmith.alignment.reward:RewardConfig",
-    "rlhf": "tunesmith.alignment.rl:rlhf",
-    "RLHFConfig": "tunesmith.alignment.rl:RLHFConfig",
-    "distill": "tunesmith.alignment.distill:distill",
-    "DistillConfig": "tunesmith.alignment.distill:DistillConfig",
-    "finetune": "tunesmith.adapters.finetune:finetune",
-    "FinetuneConfig": "tunesmith.adapters.finetune:FinetuneConfig",
     "run": "tunesmith.pipeline:run_pipeline",
     "PipelineConfig": "tunesmith.pipeline:PipelineConfig",
     "merge": "tunesmith.adapters.merge:merge",
     "plan": "tunesmith.adapters.planner:plan",
-    "evaluate": "tunesmith.eval:run",
-    "EvalConfig": "tunesmith.eval:EvalConfig",
     "push": "tunesmith.hub:push",
     "PushConfig": "tunesmith.hub:PushConfig",
     "write_report": "tunesmith.report:write_report",
@@ -50,11 +27,20 @@ _API = {
 }
 
 
+def _api() -> dict[str, str]:
+    """public name -> "module:attribute": `ts.<stage>` and `ts.<Config>` for every stage, then the rest."""
+    api = {}
+    for name, stage in _STAGES.items():
+        api[_api_name(name)] = stage.function
+        api[stage.config_name] = stage.config
+    return {**api, **_EXTRA_API}
+
+
 def __getattr__(name: str):
-    if name in _API:
-        module, attr = _API[name].split(":")
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module 'tunesmith' has no attribute {name!r}")
+    ref = _api().get(name)
+    if ref is None:
+        raise AttributeError(f"module 'tunesmith' has no attribute {name!r}")
+    return _load(ref)
 
 
-__all__ = ["__version__", "UserError", *_API]
+__all__ = ["__version__", "UserError", *_api()]

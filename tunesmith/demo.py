@@ -29,14 +29,16 @@ MEASURES = [
 ]
 
 
-def demo_pipeline(overrides: list[str] | None = None) -> dict:
-    """The starter pipeline as a dict, with `--run.dir DIR`-style overrides applied."""
+def demo_pipeline(overrides: list[str] | dict | None = None) -> dict:
+    """The starter pipeline as a dict, with overrides (`["--run.dir", DIR]` or `{"run": {"dir": DIR}}`) applied."""
     recipe = yaml.safe_load(STARTER_PIPELINE)
     recipe["run"]["dir"] = str(default_run_dir("demo"))
-    return deep_merge(recipe, parse_overrides(overrides)) if overrides else recipe
+    if isinstance(overrides, list):
+        overrides = parse_overrides(overrides)
+    return deep_merge(recipe, overrides) if overrides else recipe
 
 
-def run_demo(overrides: list[str] | None = None, quiet: bool = False) -> dict:
+def run_demo(overrides: list[str] | dict | None = None, quiet: bool = False) -> dict:
     console = Console(quiet=quiet)
     recipe = demo_pipeline(overrides)
     console.rule("[bold]tunesmith demo: pretrain -> sft -> dpo (offline, CPU)")

@@ -13,7 +13,6 @@ and resumes an interrupted one from its last complete checkpoint.
 """
 from __future__ import annotations
 
-import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,25 +21,9 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from .core.config import Section, coerce, deep_merge
-from .core.errors import UserError
 from .core.rundir import RunDir, atomic_write_json, default_run_dir
 from .core.train_config import no_parent_hops
-
-# stage type -> "module:function"; the function takes a config dict and returns a result
-STAGE_FUNCTIONS = {
-    "pretrain": "tunesmith.pretraining.stage:pretrain",
-    "sft": "tunesmith.alignment.sft:sft",
-    "dpo": "tunesmith.alignment.preference:dpo",
-    "kto": "tunesmith.alignment.preference:kto",
-    "orpo": "tunesmith.alignment.preference:orpo",
-    "simpo": "tunesmith.alignment.preference:simpo",
-    "reward": "tunesmith.alignment.reward:reward",
-    "rlhf": "tunesmith.alignment.rl:rlhf",
-    "distill": "tunesmith.alignment.distill:distill",
-    "finetune": "tunesmith.adapters.finetune:finetune",
-    "eval": "tunesmith.eval:run",
-}
-
+from .stages import STAGES, get_stage
 
 class PipelineRun(Section):
     dir: str | None = Field(None, description="the pipeline's run directory (default: runs/run-<timestamp>)")
@@ -50,8 +33,9 @@ class PipelineRun(Section):
 
 class PipelineConfig(Section):
     run: PipelineRun = Field(default_factory=PipelineRun)
-    stages: list[dict[str, Any]] = Field(min_length=1, description="stages in order: {stage: TYPE, name?: ..., "
-                                                                   "<that stage's config sections>}")
+    stages: list[dict[str, Any]] = Field(min_length=1, description="stages in order: {stage: NAME, name?: ..., "
+                                                                   "<that stage's config sections>}; NAME is one "
+                                                                   "of " + ", ".join(STAGES))
 
 
 @dataclass
@@ -60,11 +44,6 @@ class PipelineResult:
     model_path: Path | None
     metrics: dict = field(default_factory=dict)  # "<n>-<name>/<metric>" -> value
     stages: list[dict] = field(default_factory=list)
-
-
-def _stage_fn(kind: str):
-    module, name = STAGE_FUNCTIONS[kind].split(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def _output_of(stage_dir: Path) -> Path | None:
@@ -86,14 +65,19 @@ def _feedable(output: Path, stage_dir: Path) -> Path:
     return merged
 
 
-def _wire_model(kind: str, cfg: dict, previous: Path | None) -> dict:
+def wire_model(kind: str, cfg: dict, previous: Path | None) -> dict:
+    """The stage's config with the previous stage's model where the stage reads its model (its
+    `model_key` in the stage table), unless the stage names one itself."""
     if previous is None:
         return cfg
-    model = dict(cfg.get("model") or {})
-    key = "from_pretrained" if kind == "pretrain" else "path"
-    if not model.get(key):
-        model[key] = str(previous)
-    return {**cfg, "model": model}
+    *parents, leaf = STAGES[kind].model_key.split(".")
+    node = out = dict(cfg)
+    for part in parents:
+        node[part] = dict(node.get(part) or {})
+        node = node[part]
+    if not node.get(leaf):
+        node[leaf] = str(previous)
+    return out
 
 
 def run_pipeline(config: PipelineConfig | dict | str | None = None, **sections) -> PipelineResult:
@@ -102,9 +86,7 @@ def run_pipeline(config: PipelineConfig | dict | str | None = None, **sections) 
     plan = []
     for i, stage in enumerate(cfg.stages, start=1):
         kind = stage.get("stage")
-        if kind not in STAGE_FUNCTIONS:
-            raise UserError(f'stage {i}: unknown or missing stage type "{kind}"', field=f"stages.{i - 1}.stage",
-                            fix=f"choose one of {', '.join(STAGE_FUNCTIONS)}")
+        get_stage(kind, field=f"stages.{i - 1}.stage", where=f"stage {i}: ")
         name = str(stage.get("name", kind))
         plan.append((i, kind, name, {k: v for k, v in stage.items() if k not in ("stage", "name")}))
     root = RunDir(Path(cfg.run.dir or default_run_dir("run"))).make()
@@ -116,11 +98,12 @@ def run_pipeline(config: PipelineConfig | dict | str | None = None, **sections) 
         done = (stage_dir / "results.json").exists()
         if not done:
             started = stage_dir.exists() and any(stage_dir.iterdir())
-            stage_cfg = _wire_model(kind, stage_cfg, previous)
-            run_block = {"dir": str(stage_dir), **({"resume": True} if started and kind != "eval" else {}),
+            stage_cfg = wire_model(kind, stage_cfg, previous)
+            resumable = started and STAGES[kind].kind == "train"
+            run_block = {"dir": str(stage_dir), **({"resume": True} if resumable else {}),
                          **({"overwrite": True} if started else {})}
             stage_cfg = deep_merge(stage_cfg, {"run": run_block})
-            _stage_fn(kind)(stage_cfg)
+            STAGES[kind].run(stage_cfg)
         output = _output_of(stage_dir)
         saved = json.loads((stage_dir / "results.json").read_text()) if (stage_dir / "results.json").exists() else {}
         metrics = saved.get("metrics", saved) if isinstance(saved, dict) else {}

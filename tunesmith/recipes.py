@@ -1,13 +1,19 @@
 """`tunesmith init STAGE`: a commented starter recipe, generated from the stage's config class
-(so it always lists every key with its real default and help text)."""
+(so it always lists every key with the default the stage really uses, and its help text)."""
 from __future__ import annotations
 
 import json
-from typing import Any, get_origin
+from typing import Any
 
 from pydantic import BaseModel
 
+from .core.config import REQUIRED, config_keys
 from .core.errors import UserError
+from .stages import STAGES, load
+
+DATA_CONFIG = "tunesmith.data:DataPrepConfig"
+STARTERS = [*STAGES, "data", "run"]  # what `tunesmith init` writes
+RUN_LINES = {"eval": "tunesmith eval glue|superglue this.yaml", "data": "tunesmith data prepare this.yaml"}
 
 # required keys get a value that works with the rest of a fresh project
 PLACEHOLDERS = {"path": "runs/base/model", "repo": "your-name/your-model"}
@@ -44,40 +50,36 @@ def _yaml_value(value: Any) -> str:
         return "null"
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
-    return json.dumps(value) if isinstance(value, (str, list, dict)) else str(value).lower() \
-        if isinstance(value, bool) else str(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and "e" in repr(value) and "." not in repr(value):
+        return repr(value).replace("e", ".0e")  # YAML reads 1e-05 as text, 1.0e-05 as a number
+    return json.dumps(value) if isinstance(value, (str, list, dict)) else str(value)
 
 
-def _section_lines(cls: type[BaseModel], indent: int) -> list[str]:
-    lines: list[str] = []
-    pad = "  " * indent
-    for name, field in cls.model_fields.items():
-        ann = field.annotation
-        sub = next((c for c in (ann, *getattr(ann, "__args__", ())) if isinstance(c, type)
-                    and issubclass(c, BaseModel)), None)
-        help_ = f"  # {field.description}" if field.description else ""
-        if sub is not None and get_origin(ann) is None and (field.default_factory is not None or field.is_required()):
+def _lines(cls: type[BaseModel]) -> list[str]:
+    """One line per key, indented under its block, with the default the stage uses."""
+    lines = []
+    for k in config_keys(cls):
+        pad, name = "  " * k.depth, k.key.rsplit(".", 1)[-1]
+        help_ = f"  # {k.help}" if k.help else ""
+        if k.section:
             lines.append(f"{pad}{name}:{help_}")
-            lines += _section_lines(sub, indent + 1)
-        elif field.is_required():
+        elif k.default is REQUIRED:
             lines.append(f"{pad}{name}: {_yaml_value(PLACEHOLDERS.get(name, ''))}  # REQUIRED."
-                         f"{(' ' + field.description) if field.description else ''}")
+                         f"{(' ' + k.help) if k.help else ''}")
         else:
-            lines.append(f"{pad}{name}: {_yaml_value(field.get_default(call_default_factory=True))}{help_}")
+            lines.append(f"{pad}{name}: {_yaml_value(k.default)}{help_}")
     return lines
 
 
 def starter_recipe(stage: str) -> str:
-    """The text of a starter recipe for `stage` (a training stage, `eval`, `data`, or `run`)."""
-    from .cli import STAGES, _load
-
+    """The text of a starter recipe for `stage` (a stage of the table, `data`, or `run`)."""
     if stage == "run":
         return STARTER_PIPELINE
-    refs = {**{k: v[0] for k, v in STAGES.items()}, "eval": "tunesmith.eval:EvalConfig",
-            "data": "tunesmith.data:DataPrepConfig"}
-    if stage not in refs:
-        raise UserError(f'no starter recipe for "{stage}"', fix=f"choose one of {', '.join([*refs, 'run'])}")
-    cls = _load(refs[stage])
+    if stage not in STARTERS:
+        raise UserError(f'no starter recipe for "{stage}"', fix=f"choose one of {', '.join(STARTERS)}")
+    cls = load(DATA_CONFIG) if stage == "data" else STAGES[stage].config_class()
     head = [f"# tunesmith {stage} recipe: every key with its default. Delete what you don't change.",
-            f"# Run: tunesmith {stage} this.yaml [--section.key VALUE ...]"]
-    return "\n".join(head + _section_lines(cls, 0)) + "\n"
+            f"# Run: {RUN_LINES.get(stage, f'tunesmith {stage} this.yaml')} [--section.key VALUE ...]"]
+    return "\n".join(head + _lines(cls)) + "\n"

@@ -4,20 +4,18 @@ import yaml
 
 from helpers import run_cli
 import tunesmith.demo as demo
-from tunesmith.cli import STAGES, _load
 from tunesmith.core.config import load_config
-from tunesmith.recipes import starter_recipe
+from tunesmith.recipes import DATA_CONFIG, starter_recipe
+from tunesmith.stages import STAGES, load
 
 
-@pytest.mark.parametrize("stage", [*STAGES, "eval", "data"])
+@pytest.mark.parametrize("stage", [*STAGES, "data"])
 def test_starter_recipe_validates_as_the_stage_config(stage, tmp_path):
     text = starter_recipe(stage)
     assert "#" in text  # commented
     path = tmp_path / "r.yaml"
     path.write_text(text)
-    ref = STAGES[stage][0] if stage in STAGES else {"eval": "tunesmith.eval:EvalConfig",
-                                                     "data": "tunesmith.data:DataPrepConfig"}[stage]
-    cls = _load(ref)
+    cls = STAGES[stage].config_class() if stage in STAGES else load(DATA_CONFIG)
     cfg = load_config(cls, path)
     assert cfg.model_dump() == load_config(cls, None, yaml.safe_load(text)).model_dump()
 

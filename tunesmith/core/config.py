@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import difflib
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, get_origin
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.fields import FieldInfo
 
 from .errors import UserError
 
@@ -79,11 +81,32 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
             value = args[i + 1]
             i += 1
         i += 1
-        try:
-            parsed = yaml.safe_load(value) if value != "" else ""
-        except yaml.YAMLError:
-            parsed = value
-        _set_dotted(out, key.replace("-", "_"), parsed)
+        _set_dotted(out, key.replace("-", "_"), read_value(value))
+    return out
+
+
+def read_value(text: str) -> Any:
+    """A flag's value read as a YAML scalar or list (`3e-4`, `true`, `[a, b]`, `null`); text that is
+    not valid YAML stays text."""
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def lookup(config: BaseModel, dotted: str) -> Any:
+    """The value at a dotted key (`"train.lr"`) of a config object; None where a part is missing."""
+    value: Any = config
+    for part in dotted.split("."):
+        value = getattr(value, part, None)
+    return value
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """`{"train.lr": 1e-3}` -> `{"train": {"lr": 1e-3}}`."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        _set_dotted(out, key, value)
     return out
 
 
@@ -188,18 +211,54 @@ def coerce(cls: type[C], config: C | dict | None, **kwargs: Any) -> C:
     return build(cls, deep_merge(config, kwargs))
 
 
-def describe_fields(cls: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str]]:
-    """(flag, default, help) for every leaf field: the CLI's --help is generated from this."""
+class _Required:
+    def __repr__(self) -> str:
+        return "required"
+
+
+REQUIRED = _Required()  # the default of a key the user must give
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One key of a config class: its dotted name, the default the stage really uses, its help."""
+
+    key: str                # "train.lr"
+    default: Any            # REQUIRED when the user must give it; None for a section
+    help: str
+    annotation: Any
+    section: bool = False   # a block of keys (they follow it), not a value
+
+    @property
+    def depth(self) -> int:
+        return self.key.count(".")
+
+
+def _block(field: FieldInfo) -> type[BaseModel] | None:
+    """The Section class of a field that is a block of keys (not a list of them, not optional)."""
+    ann = field.annotation
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def config_keys(cls: type[BaseModel], defaults: BaseModel | None = None, prefix: str = "") -> list[ConfigKey]:
+    """Every key of `cls` in declaration order, each block followed by its keys, with the defaults the
+    stage really uses: a block declared `Field(default_factory=lambda: TrainSection(lr=3e-3))` reports
+    lr 3e-3, not TrainSection's own. `--help`, `tunesmith init` and CLI flags are generated from this."""
     rows = []
     for name, field in cls.model_fields.items():
-        sub = _section_at(cls, (name,))
-        if get_origin(field.annotation) in (list, dict, tuple):
-            sub = None  # a list of sections is given whole: --inputs '[{path: a.jsonl}]'
-        if sub is not None and field.default is None and field.default_factory is None:
-            sub = None
-        if sub is not None:
-            rows += describe_fields(sub, f"{prefix}{name}.")
+        if defaults is not None:
+            default = getattr(defaults, name)
         else:
-            default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
-            rows.append((f"--{prefix}{name}", default, field.description or ""))
+            default = REQUIRED if field.is_required() else field.get_default(call_default_factory=True)
+        block = _block(field)
+        if block is None:
+            rows.append(ConfigKey(prefix + name, default, field.description or "", field.annotation))
+            continue
+        rows.append(ConfigKey(prefix + name, None, field.description or "", field.annotation, section=True))
+        rows += config_keys(block, default if isinstance(default, BaseModel) else None, f"{prefix}{name}.")
     return rows
+
+
+def describe_fields(cls: type[BaseModel]) -> list[tuple[str, str, str]]:
+    """(flag, default, help) for every leaf key, with the stage's defaults: the CLI's --help."""
+    return [(f"--{k.key}", repr(k.default), k.help) for k in config_keys(cls) if not k.section]
