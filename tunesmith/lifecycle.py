@@ -83,6 +83,7 @@ def run_stage(stage: str, cfg: Any, load: Callable[[RunDir, str], Any],
         from .compat import keep_adapter_dtype
 
         keep_adapter_dtype(trainer.model, adapter)
+        use_adapter_optimizer(trainer, adapter, cfg.train)
     for callback in training_callbacks(run, cfg.train, plan.tokens_per_step):
         trainer.add_callback(callback)
     console_progress(trainer)  # a bar on stderr; metrics go to metrics.jsonl
@@ -101,6 +102,17 @@ def run_stage(stage: str, cfg: Any, load: Callable[[RunDir, str], Any],
     run.write_json("results.json", {"metrics": metrics, "model_path": str(path), **extra})
     finish_run(run, trainer.state.global_step, getattr(cfg, "push_to_hub", None))
     return result_cls(run.path, path, metrics, **extra)
+
+
+def use_adapter_optimizer(trainer: Any, adapter: Any, train: Any) -> None:
+    """`adapter.optimizer` (bitsandbytes 8-bit / paged AdamW) and `method: lora_fa` (peft's LoRA-FA
+    optimizer) in every stage: the trainer gets that optimizer (it restores its state on resume).
+    Plain `adamw` keeps the trainer's own AdamW (with its no-decay groups for biases and norms)."""
+    if trainer.optimizer is not None or (adapter.optimizer == "adamw" and adapter.method != "lora_fa"):
+        return
+    from .adapters.optim import build_optimizer
+
+    trainer.optimizer = build_optimizer(trainer.model, adapter, lr=train.lr, weight_decay=train.weight_decay)
 
 
 def training_callbacks(run: RunDir, train, tokens_per_step: int) -> list[TrainerCallback]:

@@ -27,7 +27,7 @@ class Stage:
     api: str = ""                # its name under `tunesmith.` when not the stage name
     model_key: str = "model.path"  # where a pipeline hands this stage the previous stage's model
     length_key: str | None = None  # the config key holding tokens per sequence (memory plan, data check)
-    adapter_optimizer: bool = False  # whether the stage trains with `adapter.optimizer` (else AdamW)
+    adapter_optimizer: bool = True   # whether the stage trains with `adapter.optimizer` (every stage with an adapter)
 
     @property
     def config_name(self) -> str:
@@ -43,7 +43,7 @@ class Stage:
 STAGES: dict[str, Stage] = {
     "pretrain": Stage("tunesmith.pretraining.config:PretrainConfig", "tunesmith.pretraining.stage:pretrain",
                       "train a causal LM from scratch (or continue one) on a text corpus", "train",
-                      model_key="model.from_pretrained", length_key="data.block_size"),
+                      model_key="model.from_pretrained", length_key="data.block_size", adapter_optimizer=False),
     "sft": Stage("tunesmith.alignment.sft:SFTConfig", "tunesmith.alignment.sft:sft",
                  "instruction-tune on any instruction/chat format (loss on assistant turns, packing)", "train",
                  length_key="sft.max_length"),
@@ -59,7 +59,7 @@ STAGES: dict[str, Stage] = {
                    length_key="simpo.max_length"),
     "finetune": Stage("tunesmith.adapters.finetune:FinetuneConfig", "tunesmith.adapters.finetune:finetune",
                       "task fine-tuning: a classification/regression head with LoRA (or full) on any model",
-                      "train", model_key="model", length_key="data.max_length", adapter_optimizer=True),
+                      "train", model_key="model", length_key="data.max_length"),
     "reward": Stage("tunesmith.alignment.reward:RewardConfig", "tunesmith.alignment.reward:reward",
                     "train a reward model on preference pairs", "train", length_key="reward.max_length"),
     "rlhf": Stage("tunesmith.alignment.rl:RLHFConfig", "tunesmith.alignment.rl:rlhf",
@@ -68,7 +68,8 @@ STAGES: dict[str, Stage] = {
                      "distill a teacher's logits into a student (forward/reverse KL, JSD, on-policy)", "train",
                      length_key="distill.max_length"),
     "eval": Stage("tunesmith.eval:EvalConfig", "tunesmith.eval:run",
-                  "GLUE / SuperGLUE (few-shot or fine-tune) and perplexity", "eval", api="evaluate"),
+                  "GLUE / SuperGLUE (few-shot or fine-tune) and perplexity", "eval", api="evaluate",
+                  adapter_optimizer=False),
 }
 
 

@@ -113,6 +113,30 @@ def test_sft_runs_and_loss_falls(tiny, tmp_path, method, batching):
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), result.model_path)
 
 
+@pytest.mark.parametrize("adapter", [{"method": "lora", "optimizer": "adamw_8bit"}, {"method": "lora_fa"}])
+def test_adapter_optimizer_is_the_one_that_trains(tiny, tmp_path, adapter, monkeypatch):
+    """adapter.optimizer and method lora_fa hold in every stage (the lifecycle hands the trainer the
+    adapter's optimizer), not only in finetune: the trainer steps that optimizer, and LoRA-FA keeps A."""
+    from safetensors.torch import load_file
+
+    import tunesmith.lifecycle as lifecycle
+
+    seen, real = {}, lifecycle.use_adapter_optimizer
+
+    def spy(trainer, *args):
+        real(trainer, *args)
+        seen["optimizer"] = type(trainer.optimizer).__name__
+        seen["A"] = {n.replace(".default", ""): p.detach().clone() for n, p in trainer.model.named_parameters()
+                     if "lora_A" in n}
+    monkeypatch.setattr(lifecycle, "use_adapter_optimizer", spy)
+    result = _run(tiny, tmp_path, adapter={**adapter, "rank": 4}, sft={"max_length": 64})
+    assert seen["optimizer"] == ("AdamW8bit" if adapter["method"] == "lora" else "LoraFAOptimizer")
+    trained = load_file(result.model_path / "adapter_model.safetensors")
+    assert any(v.abs().sum() > 0 for k, v in trained.items() if "lora_B" in k)  # B starts at zero: it trained
+    a_moved = [torch.equal(trained[k], v) is False for k, v in seen["A"].items()]
+    assert a_moved and (any(a_moved) if adapter["method"] == "lora" else not any(a_moved))
+
+
 def test_sft_bad_inputs(tiny, tmp_path):
     with pytest.raises(UserError, match="no training data"):
         _run(tiny, tmp_path, tasks={})
