@@ -14,7 +14,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequence
 
 from ..compat import set_bnb_cpu_packing
 from ..core.errors import UserError
-from ..core.modelio import check_model_folder
+from ..core.modelio import check_model_folder, load_model
 from .config import AdapterConfig
 from .targets import HEAD_NAMES
 
@@ -51,27 +51,28 @@ def is_quantized(model: nn.Module) -> bool:
 
 
 def load_base(path: str | os.PathLike, adapter: AdapterConfig | None = None, *,
-              num_labels: int | None = None, dtype: str | torch.dtype = "auto") -> PreTrainedModel:
+              num_labels: int | None = None, dtype: str | torch.dtype = "auto",
+              trust_remote_code: bool = False, allow_pickle: bool = False) -> PreTrainedModel:
     """Load the base model at `path` for `adapter` (quantized when it says so), with a
     causal-LM head or, for `task: seq_cls`, a classification head of `num_labels` outputs
-    (1 means regression). Example:
+    (1 means regression), through the one safe loader (`core.modelio.load_model`). Example:
 
     model = load_base("runs/nano/model", AdapterConfig(method="qlora"))  # 4-bit NF4
     """
     cfg = adapter or AdapterConfig()
-    path = check_model_folder(path)
+    path = check_model_folder(path, allow_pickle)
     quant = bnb_config(cfg)
     if isinstance(dtype, str):
         dtype = compute_dtype(cfg) if dtype == "auto" and quant is not None else (
             "auto" if dtype == "auto" else DTYPES[dtype])
-    kwargs: dict = {"dtype": dtype}
+    kwargs: dict = {"dtype": dtype, "trust_remote_code": trust_remote_code, "allow_pickle": allow_pickle}
     if quant is not None:
         kwargs["quantization_config"] = quant
     if cfg.task == "seq_cls":
         if num_labels is None:
             raise UserError("a seq_cls base needs num_labels", field="num_labels",
                             fix="pass the number of classes (1 for regression)")
-        model_config = AutoConfig.from_pretrained(path)
+        model_config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
         # a classifier folder of another task records its problem_type, which the new label count
         # may contradict (transformers validates the pair): clear it before changing num_labels
         model_config.problem_type = None
@@ -81,10 +82,10 @@ def load_base(path: str | os.PathLike, adapter: AdapterConfig | None = None, *,
             model_config.pad_token_id = getattr(model_config, "eos_token_id", None)
         # a classifier folder from another task (intermediate-task training) keeps its head when the
         # label count matches and gets a fresh one when it does not, as run_glue's --ignore_mismatched_sizes
-        model = AutoModelForSequenceClassification.from_pretrained(path, config=model_config,
-                                                                   ignore_mismatched_sizes=True, **kwargs)
+        model = load_model(path, AutoModelForSequenceClassification, config=model_config,
+                           ignore_mismatched_sizes=True, **kwargs)
     else:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model = load_model(path, AutoModelForCausalLM, **kwargs)
     if quant is not None:
         _release_checkpoint(model)
         set_bnb_cpu_packing(model, enabled=False)  # the same numbers on every CPU kind

@@ -43,7 +43,8 @@ def load_policy(model: ModelSection, adapter: AdapterConfig, num_labels: int | N
     check_model_folder(model.path, allow_pickle=model.allow_pickle)
     tok = load_tokenizer(model)
     token_ids = trainable_token_ids(adapter, tok, auto=chat_tokens)  # bad tokens fail before the model loads
-    base = load_base(model.path, adapter, num_labels=num_labels)
+    base = load_base(model.path, adapter, num_labels=num_labels, trust_remote_code=model.trust_remote_code,
+                     allow_pickle=model.allow_pickle)
     if getattr(base.config, "pad_token_id", None) is None:
         base.config.pad_token_id = tok.pad_token_id
     return apply(base, adapter, token_ids=token_ids), tok

@@ -259,7 +259,7 @@ def load_reward_model(folder: str) -> torch.nn.Module:
 
     from ..adapters.artifacts import load_adapter
     from ..adapters.quantize import is_quantized
-    from ..core.modelio import check_model_folder
+    from ..core.modelio import load_model
 
     path = Path(folder)
     if (path / "adapter_config.json").is_file():
@@ -267,8 +267,7 @@ def load_reward_model(folder: str) -> torch.nn.Module:
         if not is_quantized(model):
             model = model.merge_and_unload()
     else:
-        check_model_folder(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
+        model = load_model(path, AutoModelForSequenceClassification)
     if getattr(model.config, "num_labels", None) != 1:
         raise UserError(f"a reward model has one output, this one has {model.config.num_labels}", file=path,
                         field="rewards.models", fix="train one with `tunesmith reward`")

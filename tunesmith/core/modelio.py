@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError
 
@@ -20,29 +21,38 @@ def check_model_folder(path: str | os.PathLike, allow_pickle: bool = False) -> P
     has_pickle = any(f.suffix in PICKLE_SUFFIXES for f in p.iterdir())
     if not has_safe and has_pickle and not allow_pickle:
         raise UserError("holds only pickle weights (.bin/.pt), which can run code when loaded; refused",
-                        file=p, fix="convert to safetensors, or pass --allow-pickle if you trust the source")
+                        file=p, fix="convert to safetensors, or set model.allow_pickle: true (--model.allow_pickle true) if you trust the source")
     if not has_safe and not has_pickle:
         raise UserError("holds no weights (*.safetensors)", file=p)
     return p
 
 
-def load_causal_lm(path: str | os.PathLike, trust_remote_code: bool = False, allow_pickle: bool = False,
-                   dtype=None):
-    """AutoModelForCausalLM from a local folder, fp32 unless `dtype` says otherwise."""
+def load_model(path: str | os.PathLike, auto_class: Any = None, *, trust_remote_code: bool = False,
+               allow_pickle: bool = False, dtype: Any = None, **kwargs: Any):
+    """The one safe model loader: `auto_class.from_pretrained` (default AutoModelForCausalLM) on a
+    checked local folder, safetensors only unless `allow_pickle`, no custom code unless
+    `trust_remote_code`, fp32 unless `dtype` says otherwise. Every model tunesmith loads comes here."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    auto_class = auto_class or AutoModelForCausalLM
     p = check_model_folder(path, allow_pickle)
     try:
-        return AutoModelForCausalLM.from_pretrained(str(p), dtype=dtype or torch.float32,
-                                                    trust_remote_code=trust_remote_code,
-                                                    use_safetensors=not allow_pickle)
+        return auto_class.from_pretrained(str(p), dtype=dtype or torch.float32, trust_remote_code=trust_remote_code,
+                                          use_safetensors=not allow_pickle, **kwargs)
     except ValueError as e:
         msg = str(e).splitlines()[0]
         if "trust_remote_code" in msg:
             raise UserError("this model needs custom code to load", file=p,
                             fix="pass --model.trust_remote_code true only if you trust its author") from None
-        raise UserError(f"cannot load as a causal LM: {msg}", file=p) from None
+        kind = {"AutoModelForCausalLM": "a causal LM", "AutoModelForSequenceClassification": "a classifier"}
+        raise UserError(f"cannot load as {kind.get(auto_class.__name__, 'a model')}: {msg}", file=p) from None
+
+
+def load_causal_lm(path: str | os.PathLike, trust_remote_code: bool = False, allow_pickle: bool = False,
+                   dtype=None):
+    """AutoModelForCausalLM from a local folder (`load_model`)."""
+    return load_model(path, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, dtype=dtype)
 
 
 def load_tokenizer(path: str | os.PathLike, *, field: str = "model.tokenizer", trust_remote_code: bool = False,

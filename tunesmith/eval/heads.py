@@ -44,6 +44,7 @@ from ..adapters.artifacts import copy_tokenizer_files
 from ..adapters.config import METHOD_INIT, PROMPT_METHODS
 from ..adapters.targets import default_target_names
 from ..core.errors import UserError
+from ..core.modelio import load_model
 from ..core.rundir import atomic_dir
 
 POOLINGS = ("auto", "model", "mean")
@@ -122,7 +123,7 @@ def build_classifier(model_path: str, adapter: AdapterConfig, num_labels: int, p
         model.config.pad_token_id = pad_token_id
         return apply(model, adapter)
     _check_mean_adapter(adapter)
-    encoder = AutoModel.from_pretrained(model_path, dtype=torch.float32)
+    encoder = load_model(model_path, AutoModel)
     return MeanPoolClassifier(_adapt_encoder(encoder, adapter), num_labels)
 
 
@@ -153,15 +154,14 @@ def load_classifier(folder: str | os.PathLike, base: str | os.PathLike | None = 
     if not (folder / RECORD).is_file():  # pooling "model": an adapter folder or a whole model
         if (folder / "adapter_config.json").is_file():
             return load_adapter(folder, base).eval()
-        return AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32).eval()
+        return load_model(folder, AutoModelForSequenceClassification).eval()
     record = json.loads((folder / RECORD).read_text())
     if not (folder / HEAD_FILE).is_file():
         raise UserError(f"{HEAD_FILE} is missing", file=folder, fix="save again with save_classifier")
     if (folder / "adapter_config.json").is_file():
-        encoder = PeftModel.from_pretrained(AutoModel.from_pretrained(base or record["base"], dtype=torch.float32),
-                                            folder)
+        encoder = PeftModel.from_pretrained(load_model(base or record["base"], AutoModel), folder)
     else:
-        encoder = AutoModel.from_pretrained(folder, dtype=torch.float32)
+        encoder = load_model(folder, AutoModel)
     model = MeanPoolClassifier(encoder, record["num_labels"], record.get("dropout", 0.1))
     model.classifier.load_state_dict(load_file(folder / HEAD_FILE))
     return model.eval()

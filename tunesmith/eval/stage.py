@@ -131,13 +131,11 @@ def _summarize(task: Task, n: int, per_seed: list[dict[str, float]], seconds: fl
 
 
 def _load_causal_lm(cfg: EvalConfig) -> tuple[torch.nn.Module, Any]:
-    from transformers import AutoModelForCausalLM
+    from ..core.modelio import check_model_folder, load_model
 
-    from ..core.modelio import check_model_folder
-
-    check_model_folder(cfg.model.path)
+    check_model_folder(cfg.model.path)  # the model's problems first: the tokenizer usually lives there too
     tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.path)
-    model = AutoModelForCausalLM.from_pretrained(cfg.model.path, dtype=torch.float32)
+    model = load_model(cfg.model.path)
     if torch.cuda.is_available():
         model.to("cuda")
     model.eval()
