@@ -61,3 +61,12 @@ def test_last_checkpoint_ignores_incomplete(tmp_path):
             (d / MARKER).write_text("")
     assert last_checkpoint(tmp_path).name == "checkpoint-20"
     assert last_checkpoint(tmp_path / "missing") is None
+
+
+def test_default_run_dirs_of_the_same_second_do_not_collide(tmp_path):
+    from tunesmith.core.rundir import default_run_dir
+
+    first = default_run_dir("sft", tmp_path)
+    first.mkdir(parents=True)
+    second = default_run_dir("sft", tmp_path)
+    assert second != first and second.name.startswith(first.name[:len("sft-")])

@@ -193,5 +193,11 @@ class RunDir:
             atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in keep))
 
 
-def default_run_dir(stage: str) -> Path:
-    return Path("runs") / f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
+def default_run_dir(stage: str, root: str | os.PathLike = "runs") -> Path:
+    """`runs/<stage>-<YYYYmmdd-HHMMSS>`, with `-2`, `-3`, ... when a run of the same second has it."""
+    base = Path(root) / f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
