@@ -7,8 +7,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .compat import quiet_library_noise as _quiet_library_noise
 from .core.errors import UserError
 from .stages import STAGES as _STAGES, api_name as _api_name, load as _load
+
+_quiet_library_noise()
 
 # public names besides each stage's function and config class (those come from the stage table);
 # everything loads on first use, so `import tunesmith` and the CLI's --help stay fast

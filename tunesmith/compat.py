@@ -11,6 +11,7 @@ that fails when the library changes under it (then the workaround is revisited, 
 | `load_checkpoint_weights` | transformers 5.24 | loading a finished checkpoint without training one step past `max_steps` |
 | `CustomSampler` | transformers 5.24 | the Trainer's train sampler is chosen by the private `_get_train_sampler` |
 | `keep_adapter_dtype` | trl 1.16 | TRL's trainers cast a quantized model's trainable weights to bf16 (slow or failing on CPU) |
+| `quiet_library_noise` | bitsandbytes 0.50.2 | on AVX512-BF16 CPUs every import warns that the optional `kernels` package is missing, for a packed path tunesmith turns off |
 | `DPO_LOSS_TYPES` | trl 1.16 | the DPO loss names TRL accepts, for tunesmith's typed config |
 | `trl_experimental` | trl 1.16 | ORPO, CPO (SimPO), GKD and the ChatML collator live under `trl.experimental` |
 """
@@ -18,7 +19,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-from torch import nn
+import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # `import tunesmith` loads this module and must not import torch
+    from torch import nn
 
 # --- peft prefix tuning on encoders (peft 0.21.2, transformers 5.24) ------------------------
 # peft/peft_model.py PeftModelForSequenceClassification._prefix_tuning_forward:
@@ -200,3 +205,27 @@ def keep_adapter_dtype(model: nn.Module, adapter) -> None:
     for p in model.parameters():
         if p.requires_grad and p.dtype != dtype:
             p.data = p.data.to(dtype)
+
+
+# --- bitsandbytes' import-time warning about the `kernels` package (bitsandbytes 0.50.2) -------
+# bitsandbytes/backends/cpu/ops.py, at import on AVX512-BF16 CPUs:
+#   logger.warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s. ...")
+# The kernel serves only the packed CPU path, which `set_bnb_cpu_packing` turns off.
+BNB_KERNELS_LOGGER = "bitsandbytes.backends.cpu.ops"
+BNB_KERNELS_MESSAGE = "Failed to load CPU gemm_4bit_forward"
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, start: str) -> None:
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.start)
+
+
+def quiet_library_noise() -> None:
+    """Drop library warnings about paths tunesmith does not use (called once, by `import tunesmith`)."""
+    logger = logging.getLogger(BNB_KERNELS_LOGGER)
+    if not any(isinstance(f, _DropMessage) for f in logger.filters):
+        logger.addFilter(_DropMessage(BNB_KERNELS_MESSAGE))

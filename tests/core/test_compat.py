@@ -158,3 +158,18 @@ def test_trl_trainers_still_cast_quantized_trainable_weights_to_bf16():
     from trl.trainer import reward_trainer, sft_trainer
     for module in (sft_trainer, reward_trainer):
         assert "param.data = param.data.to(torch.bfloat16)" in inspect.getsource(module), module.__name__
+
+
+def test_bitsandbytes_kernels_warning_is_dropped_and_still_exists():
+    """When the second assert fails, bitsandbytes no longer warns this way: drop the filter."""
+    import logging
+    import subprocess
+    import sys
+
+    from bitsandbytes.backends.cpu import ops
+    assert compat.BNB_KERNELS_MESSAGE in inspect.getsource(ops)
+    out = subprocess.run([sys.executable, "-c", "import tunesmith.adapters"], capture_output=True, text=True)
+    assert compat.BNB_KERNELS_MESSAGE not in out.stdout + out.stderr
+    logger = logging.getLogger(compat.BNB_KERNELS_LOGGER)
+    record = logger.makeRecord(logger.name, logging.WARNING, "f", 1, compat.BNB_KERNELS_MESSAGE + " x", (), None)
+    assert not logger.filter(record)  # the filter is what drops it (not the absence of the warning here)

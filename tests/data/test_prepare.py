@@ -147,3 +147,21 @@ def test_preference_prepare_on_real_hh_rlhf(shared_data: Path, tmp_path: Path) -
     assert result.card["steps"]["bad_rows_skipped"] == 13 and result.dataset["train"].num_rows == 200
     skipped = (tmp_path / "o" / "skipped_rows.jsonl").read_text().splitlines()
     assert len(skipped) == 13 and json.loads(skipped[0])["line"] == 87
+
+
+def test_no_data_cache_is_left_in_tmpdir_after_the_process(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({"text": f"row number {i} of the file"}) + "\n" for i in range(20)))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    code = ("import sys; from tunesmith.data.prepare import prepare; "
+            "r = prepare({'inputs': [{'path': sys.argv[1]}]}); print(r.dataset['train'].num_rows)")
+    out = subprocess.run([sys.executable, "-c", code, str(data)], capture_output=True, text=True,
+                         env={**os.environ, "TMPDIR": str(tmp)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.split()[-1]) > 0
+    assert not [p.name for p in tmp.iterdir() if p.name.startswith("tunesmith-data-")]

@@ -13,6 +13,7 @@ Example:
 """
 from __future__ import annotations
 
+import atexit
 import json
 import shutil
 import tempfile
@@ -196,6 +197,8 @@ def prepare(config: DataPrepConfig | dict | None = None, *, run_dir: RunDir | st
     tok = tokenizer if tokenizer is not None else (load_tokenizer(cfg.check.tokenizer) if cfg.check.tokenizer else None)
 
     scratch = Path(tempfile.mkdtemp(prefix="tunesmith-data-"))
+    # the returned splits are memory-mapped from here: removed when the process ends, not before
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
     reports = _Reports(scratch)
     steps, formats = _Steps(), {}
     labels = LabelCheck(cfg.check.labels)
