@@ -5,7 +5,7 @@ that fails when the library changes under it (then the workaround is revisited, 
 | workaround | library (version) | why |
 |---|---|---|
 | `prefix_tuning_backbone` | peft 0.21.2, transformers 5.24 | peft looks for `past_key_values` in an encoder's forward signature; BERT's now names it `cache` |
-| `set_bnb_cpu_packing` | bitsandbytes 0.49-0.50.2 | AVX512-BF16 CPUs repack 4-bit weights at the first no-grad forward (other numbers, crashes) |
+| `set_bnb_cpu_packing` | bitsandbytes 0.50.2 | AVX512-BF16 CPUs repack 4-bit weights at the first no-grad forward (other numbers, crashes) |
 | `expose_head_bias` | trl 1.16, peft 0.21.2 | TRL's fused LM-head loss reads `lm_head.bias`, which peft's token wrapper does not forward |
 | `unprepare_after_evaluate` | transformers 5.24, accelerate 1.15 | an `evaluate()` before `train()` marks the model prepared, so DDP never wraps it |
 | `load_checkpoint_weights` | transformers 5.24 | loading a finished checkpoint without training one step past `max_steps` |
@@ -64,7 +64,7 @@ def prefix_tuning_backbone(peft_model: nn.Module) -> bool:
     return True
 
 
-# --- bitsandbytes' CPU packed 4-bit layout (bitsandbytes 0.49-0.50.2) -------------------------
+# --- bitsandbytes' CPU packed 4-bit layout (bitsandbytes 0.50.2) -------------------------
 # bitsandbytes/nn/modules.py:
 #   Linear4bit.__init__: self.support_avx512bf16_for_cpu = has_avx512bf16()
 #   Linear4bit.forward: if x.device.type == "cpu" and self.support_avx512bf16_for_cpu
@@ -100,6 +100,7 @@ def set_bnb_cpu_packing(model: nn.Module, enabled: bool) -> int:
         from bitsandbytes.nn import Linear4bit
     except ImportError:
         return 0
+    packs = bool(enabled) and bnb_packs_on_this_cpu()
     count = 0
     for module in model.modules():
         if not isinstance(module, Linear4bit):
@@ -109,7 +110,7 @@ def set_bnb_cpu_packing(model: nn.Module, enabled: bool) -> int:
             weight.data, weight.quant_state = _convert_weight_packed_for_cpu_inverse(
                 weight.data, weight.quant_state)
             module.quant_state = weight.quant_state
-        setattr(module, BNB_PACKING_FLAG, bool(enabled) and bnb_packs_on_this_cpu())
+        setattr(module, BNB_PACKING_FLAG, packs)
         count += 1
     return count
 

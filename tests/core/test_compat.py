@@ -96,14 +96,15 @@ def _train_eval_merge(folder: Path, out: Path, packed: bool):
                     reason="bitsandbytes' packed 4-bit kernel needs an AVX512-BF16 CPU")
 def test_qlora_train_eval_merge_agree_with_packed_path_on_and_off(nano_folder, tmp_path):
     """Forced off (tunesmith's default) and forced on (bitsandbytes' default on AVX512-BF16 and
-    AMX CPUs), train -> eval -> merge give the same logits within bf16 rounding: measured on
-    the nano llama (logits up to ~1.1), on vs off eval 2.7e-3, merged vs eval 4e-7 (off) and
-    3.4e-3 (on), merged on vs off 4e-7 (the merge reloads the base and never packs)."""
+    AMX CPUs), train -> eval -> merge give the same logits within bf16 rounding: measured in this
+    test's flow on an AVX512-BF16 EPYC (nano llama, logits up to ~1.06): on vs off eval 3.1e-3,
+    merged vs eval 3e-7 (off) and 3.1e-3 (on), merged on vs off 0.0 (the merge reloads the base
+    and never packs)."""
     off_eval, off_merged, off_packed = _train_eval_merge(nano_folder, tmp_path / "off", False)
     on_eval, on_merged, on_packed = _train_eval_merge(nano_folder, tmp_path / "on", True)
     assert off_packed == 0 and on_packed > 0  # the packed path really ran
     torch.testing.assert_close(off_merged, off_eval, rtol=0, atol=1e-4)
-    assert (on_eval - off_eval).abs().max() < 1.5e-2      # measured 2.7e-3: bf16 absmax and matmul
+    assert (on_eval - off_eval).abs().max() < 1.5e-2      # measured 3.1e-3: bf16 absmax and matmul
     torch.testing.assert_close(on_merged, off_merged, rtol=0, atol=1e-4)
 
 
@@ -135,8 +136,7 @@ def test_accelerate_and_trainer_internals_the_workarounds_touch_still_exist():
     from transformers import Trainer
     assert isinstance(Accelerator(cpu=True)._models, list)
     assert "resume_from_checkpoint" in inspect.signature(Trainer._load_from_checkpoint).parameters
-    assert "sampler_fn=self._get_train_sampler" in inspect.getsource(Trainer.get_train_dataloader) \
-        or "_get_train_sampler" in inspect.getsource(Trainer.get_train_dataloader)
+    assert "_get_train_sampler" in inspect.getsource(Trainer.get_train_dataloader)
 
 
 def test_dpo_loss_types_are_the_ones_trl_accepts():

@@ -24,9 +24,9 @@ from ..core.errors import UserError
 from ..core.modelio import load_tokenizer
 from ..core.result import StageResult
 from ..core.rundir import RunDir
-from ..core.train_config import RunSection as BaseRunSection
+from ..core.train_config import RunSection
 from ..core.train_config import TrainSection as BaseTrainSection
-from ..core.trainer_args import SCHEDULES, training_kwargs
+from ..core.trainer_args import training_kwargs
 from ..hub.config import PushConfig
 from ..lifecycle import Training, run_stage
 from .apply import apply, trainable_summary
@@ -51,33 +51,23 @@ class DataSection(Section):
 
 
 class TrainSection(BaseTrainSection):
-    """The shared training section, trained by epochs here (`max_steps: -1`), evaluated each epoch."""
+    """The shared training section, trained by epochs here (`max_steps: -1`), evaluated each epoch;
+    finetune's own defaults are set where the config uses it (FinetuneConfig.train)."""
 
     epochs: float = Field(3.0, gt=0, description="passes over the training data (used when max_steps is -1)")
     max_steps: int = Field(-1, ge=-1, description="stop after this many steps (-1: train `epochs` epochs)")
-    lr: float = Field(2e-4, gt=0, description="peak learning rate (adapters like 1e-4..5e-4)")
-    schedule: Literal["cosine", "linear", "constant"] = Field("linear", description="learning-rate schedule")
     warmup_steps: float = Field(0.06, ge=0, description="linear warm-up: steps, or a share of all steps when < 1")
     eval_batch_size: int = Field(64, ge=1, description="examples per evaluation batch")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
-    dtype: Literal["auto", "fp32", "bf16"] = Field(
-        "fp32", description="fp32, bf16 (autocast), or auto (bf16 if a quick matmul probe finds it faster)")
-    seed: int = Field(0, description="seed for the head init, dropout and data order")
-    save_steps: int = Field(500, ge=1, description="checkpoint every N steps (resume with run.resume)")
 
     @model_validator(mode="before")
     @classmethod
     def _warmup_ratio(cls, data: Any) -> Any:
-        """`warmup_ratio` (the key before 0.2) is `warmup_steps` below 1."""
+        """`warmup_ratio` (finetune's key before it shared the train section) is `warmup_steps` below 1."""
         if isinstance(data, dict) and "warmup_ratio" in data:
             data = dict(data)
             ratio = data.pop("warmup_ratio")
             data.setdefault("warmup_steps", ratio)
         return data
-
-
-class RunSection(BaseRunSection):
-    dir: str | None = Field("runs/finetune", description="run directory")
 
 
 class FinetuneConfig(Section):
@@ -86,8 +76,9 @@ class FinetuneConfig(Section):
     data: DataSection = Field(default_factory=DataSection)
     adapter: AdapterConfig = Field(default_factory=lambda: AdapterConfig(task="seq_cls"),
                                    description="the adapter block (task is always seq_cls here)")
-    train: TrainSection = Field(default_factory=TrainSection)
-    run: RunSection = Field(default_factory=RunSection)
+    train: TrainSection = Field(default_factory=lambda: TrainSection(
+        lr=2e-4, schedule="linear", weight_decay=0.0, dtype="fp32", seed=0, save_steps=500))
+    run: RunSection = Field(default_factory=lambda: RunSection(dir="runs/finetune"))
     push_to_hub: PushConfig | None = Field(None, description="push the result to the Hub at the end: {repo: user/name, ...}")
 
 
@@ -180,8 +171,7 @@ def finetune(config: FinetuneConfig | dict | None = None, *, train_dataset: Data
         args = TrainingArguments(**{
             **training_kwargs(t, run, dtype, x.eval is not None),
             "num_train_epochs": t.epochs, "per_device_eval_batch_size": t.eval_batch_size,
-            "eval_strategy": "epoch" if x.eval is not None else "no", "lr_scheduler_kwargs": {},
-            "lr_scheduler_type": "cosine" if t.schedule == "cosine" else SCHEDULES[t.schedule]})
+            "eval_strategy": "epoch" if x.eval is not None else "no"})
         optimizer = build_optimizer(x.model, adapter, lr=t.lr, weight_decay=t.weight_decay)
         trainer = Trainer(model=x.model, args=args, train_dataset=x.train, eval_dataset=x.eval,
                           data_collator=DataCollatorWithPadding(x.tokenizer), optimizers=(optimizer, None),

@@ -62,7 +62,7 @@ def pretrain(config: PretrainConfig | dict | None = None, **sections) -> Pretrai
         trainer = _trainer(cfg, run, x.model, x.tokenizer, x.data, dtype)
 
         def before() -> dict:
-            out = {"parameters": count_parameters(x.model), "dtype": dtype, **x.data.stats}
+            out = {"parameters": x.environment["parameters"], "dtype": dtype, **x.data.stats}
             if not resuming and x.data.validation is not None:
                 out["initial_eval_loss"] = evaluate_before_training(trainer)["eval_loss"]
             return out
