@@ -59,7 +59,7 @@ def run_side(side: str, model: str, data: str, steps: int, batch: int, out: str)
                 sft={"max_length": 512, "batching": "packing"}, train=train,
                 run={"dir": str(Path(out).parent / "ts-run"), "overwrite": True})
         seconds = r.metrics["train_seconds"]
-        tokens = r.metrics["tokens_per_step"] * steps
+        tokens = r.metrics["train_tokens"]  # real tokens, counted per batch
         padded = tokens  # packs carry no padding (padding-free collation)
     else:
         import trl

@@ -10,6 +10,7 @@ that fails when the library changes under it (then the workaround is revisited, 
 | `unprepare_after_evaluate` | transformers 5.24, accelerate 1.15 | an `evaluate()` before `train()` marks the model prepared, so DDP never wraps it |
 | `load_checkpoint_weights` | transformers 5.24 | loading a finished checkpoint without training one step past `max_steps` |
 | `CustomSampler` | transformers 5.24 | the Trainer's train sampler is chosen by the private `_get_train_sampler` |
+| `count_real_tokens` | transformers 5.24, trl 1.16 | the Trainer counts tokens only from `input_ids`/`attention_mask`; preference and KTO batches name theirs `chosen_*`, `completion_*` |
 | `keep_adapter_dtype` | trl 1.16 | TRL's trainers cast a quantized model's trainable weights to bf16 (slow or failing on CPU) |
 | `quiet_library_noise` | bitsandbytes 0.50.2 | on AVX512-BF16 CPUs every import warns that the optional `kernels` package is missing, for a packed path tunesmith turns off |
 | `DPO_LOSS_TYPES` | trl 1.16 | the DPO loss names TRL accepts, for tunesmith's typed config |
@@ -163,6 +164,41 @@ class CustomSampler:
         if self.custom_sampler is not None:
             return self.custom_sampler
         return super()._get_train_sampler(train_dataset)
+
+
+# --- real tokens per step (transformers 5.24, trl 1.16) -----------------------------------------
+# transformers/trainer.py `_run_epoch` calls `self._track_num_input_tokens(inputs)` for every
+# micro-batch; `_track_num_input_tokens` counts `inputs[model.main_input_name]` only (and warns on every
+# batch without it: TRL's ORPO/CPO/KTO batches carry `chosen_input_ids`, `completion_input_ids`, ...).
+# GRPO/RLOO count prompt+completion tokens themselves into `state.num_input_tokens_seen`
+# (trl/trainer/grpo_trainer.py `_generate_and_score_completions`); their loader yields lists of rows.
+
+def _real_tokens(inputs) -> int:
+    """Non-padding tokens of one micro-batch: the sum of its attention masks (a `prompt_*` mask only
+    when no other mask holds the prompt too), else the `input_ids` of a padding-free batch."""
+    if not hasattr(inputs, "keys"):
+        return 0  # GRPO/RLOO: raw rows; TRL counts their tokens itself
+    masks = [k for k in inputs.keys() if k == "attention_mask" or k.endswith("_attention_mask")]
+    if any(not k.startswith("prompt_") for k in masks):
+        masks = [k for k in masks if not k.startswith("prompt_")]
+    if masks:
+        return int(sum(int(inputs[k].sum()) for k in masks))
+    ids = inputs.get("input_ids")
+    return int(ids.numel()) if ids is not None else 0
+
+
+def count_real_tokens(trainer) -> None:
+    """Make `trainer.state.num_input_tokens_seen` the real (non-padding) tokens trained on, summed
+    over processes, whatever the stage's batch layout; tokens/s in metrics.jsonl is read from it."""
+    import torch
+
+    def track(inputs) -> None:
+        n = _real_tokens(inputs)
+        if n:
+            count = torch.as_tensor(n, device=trainer.args.device, dtype=torch.int64)
+            trainer.state.num_input_tokens_seen += int(trainer.accelerator.gather(count).sum().item())
+
+    trainer._track_num_input_tokens = track
 
 
 # --- TRL's DPO loss names (trl 1.16, trl/trainer/dpo_config.py `DPOConfig.loss_type` help) ------

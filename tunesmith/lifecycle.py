@@ -10,10 +10,10 @@ A stage calls `run_stage(name, cfg, load, build)`:
   any shape the stage likes. It runs on the main process first (the others then reuse what it
   prepared) and before anything is written into the run directory, so bad input leaves an
   existing run untouched. It may return `environment` (a dict, as attribute) for environment.json.
-- `build(loaded, run, dtype, resuming)` returns a `Training`: the trainer, tokens per optimizer
-  step (for tokens/s), the metrics measured before training, and how to measure after it; the
-  lifecycle adds the callbacks every stage shares (metrics.jsonl, checkpoint completion marker,
-  non-finite guard, live loggers) and the progress bar.
+- `build(loaded, run, dtype, resuming)` returns a `Training`: the trainer, the metrics measured
+  before training, and how to measure after it; the lifecycle adds the callbacks every stage
+  shares (metrics.jsonl, checkpoint completion marker, non-finite guard, live loggers), the
+  progress bar, and the count of real (non-padding) tokens every stage's tokens/s is read from.
 
 `cfg` is the stage's config: its `run`, `train`, `push_to_hub` and (when present) `adapter` and
 `model.path` sections are read here.
@@ -41,7 +41,6 @@ class Training:
     """What a stage hands the lifecycle once its inputs have loaded."""
 
     trainer: Any
-    tokens_per_step: int
     # metrics measured before training: a dict, or a function the lifecycle calls once the trainer has
     # its callbacks (so an evaluation it runs is logged to metrics.jsonl)
     before: dict | Callable[[], dict] = field(default_factory=dict)
@@ -84,7 +83,10 @@ def run_stage(stage: str, cfg: Any, load: Callable[[RunDir, str], Any],
 
         keep_adapter_dtype(trainer.model, adapter)
         use_adapter_optimizer(trainer, adapter, cfg.train)
-    for callback in training_callbacks(run, cfg.train, plan.tokens_per_step):
+    from .compat import count_real_tokens
+
+    count_real_tokens(trainer)
+    for callback in training_callbacks(run, cfg.train):
         trainer.add_callback(callback)
     console_progress(trainer)  # a bar on stderr; metrics go to metrics.jsonl
 
@@ -92,7 +94,7 @@ def run_stage(stage: str, cfg: Any, load: Callable[[RunDir, str], Any],
     t0 = time.perf_counter()
     out = run_training(trainer, resume)
     metrics.update(train_seconds=round(time.perf_counter() - t0, 2), train_loss=out.training_loss,
-                   steps=trainer.state.global_step)
+                   steps=trainer.state.global_step, train_tokens=trainer.state.num_input_tokens_seen)
     if plan.after is not None:
         metrics.update(plan.after(trainer.model))
     save = plan.save or (lambda run_, model: save_output(run_, model, trainer.processing_class, adapter,
@@ -115,12 +117,12 @@ def use_adapter_optimizer(trainer: Any, adapter: Any, train: Any) -> None:
     trainer.optimizer = build_optimizer(trainer.model, adapter, lr=train.lr, weight_decay=train.weight_decay)
 
 
-def training_callbacks(run: RunDir, train, tokens_per_step: int) -> list[TrainerCallback]:
+def training_callbacks(run: RunDir, train) -> list[TrainerCallback]:
     """The callbacks every stage's trainer gets: metrics.jsonl, the checkpoint completion
     marker, the non-finite guard."""
     from .report.tensorboard import report_callbacks
 
-    return [MetricsLogger(run, tokens_per_step), MarkComplete(), NonFiniteGuard(run, train.on_nonfinite),
+    return [MetricsLogger(run), MarkComplete(), NonFiniteGuard(run, train.on_nonfinite),
             *report_callbacks(train.report_to, run.path)]
 
 

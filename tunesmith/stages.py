@@ -57,7 +57,7 @@ STAGES: dict[str, Stage] = {
     "simpo": Stage("tunesmith.alignment.preference:SimPOConfig", "tunesmith.alignment.preference:simpo",
                    "SimPO (through TRL's CPO): reference-free preference alignment", "train",
                    length_key="simpo.max_length"),
-    "finetune": Stage("tunesmith.adapters.finetune:FinetuneConfig", "tunesmith.adapters.finetune:finetune",
+    "finetune": Stage("tunesmith.transfer:FinetuneConfig", "tunesmith.transfer:finetune",
                       "task fine-tuning: a classification/regression head with LoRA (or full) on any model",
                       "train", model_key="model", length_key="data.max_length"),
     "reward": Stage("tunesmith.alignment.reward:RewardConfig", "tunesmith.alignment.reward:reward",

@@ -56,6 +56,11 @@ def test_stages_run_with_lora_qlora_full(tiny, tmp_path, fn, block, method):
     assert result.metrics["after/pairs"] == 8 and (result.run_dir / "results.json").is_file()
     marker = "config.json" if method == "full" else "adapter_config.json"
     assert (result.model_path / marker).is_file()
+    # real tokens counted from each stage's own batch layout (chosen_*/completion_* masks)
+    logged = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    tokens = [r["tokens"] for r in logged if "tokens" in r]
+    assert len(tokens) == 6 and tokens == sorted(tokens) and tokens[0] > 8 * 4
+    assert result.metrics["train_tokens"] == tokens[-1]
 
 
 def test_preference_file_without_rejected_is_a_clear_error(tiny, tmp_path):

@@ -58,6 +58,7 @@ def test_runs_log_kl_and_save_adapter(nano_base, tmp_path, method, adapter):
     logged = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     kls = [r["kl"] for r in logged if "kl" in r]
     assert len(kls) == 2 and all(k >= 0 for k in kls)
+    assert [r["tokens_per_s"] > 0 for r in logged if "tokens" in r] == [True, True]  # TRL's own count
     assert {"before/mean_reward", "after/mean_reward", "before/reward/capital_share",
             "before/reward/tunesmith.alignment.toy_tasks:format_reward"} <= set(result.metrics)
     assert (result.model_path / "adapter_config.json").is_file()

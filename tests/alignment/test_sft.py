@@ -108,7 +108,7 @@ def test_sft_runs_and_loss_falls(tiny, tmp_path, method, batching):
     result = _run(tiny, tmp_path, adapter={"method": method, "rank": 8}, sft={"max_length": 64, "batching": batching})
     losses = _losses(result.run_dir)
     assert len(losses) == 8 and sum(losses[-2:]) < sum(losses[:2])
-    assert {"before/exact_match", "after/exact_match/upper", "tokens_per_step"} <= set(result.metrics)
+    assert {"before/exact_match", "after/exact_match/upper", "train_tokens"} <= set(result.metrics)
     assert (result.run_dir / "results.json").is_file() and (result.model_path / "adapter_config.json").is_file()
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), result.model_path)
 

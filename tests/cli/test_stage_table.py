@@ -87,3 +87,13 @@ def test_the_readme_lists_the_stages_of_the_table():
     assert {"pretrain", *row} == {n for n, s in STAGES.items() if s.kind == "train"}
     listed = re.search(r"`stage:` is any stage of the stage table \(([^)]*)\)", text, re.S).group(1)
     assert re.findall(r"`(\w+)`", listed) == list(STAGES)
+
+
+def test_no_subpackage_shadows_a_public_name():
+    """`import tunesmith.<x>` binds attribute `x` on the package: a subpackage named like a public
+    function (`ts.finetune`) would replace it with a module."""
+    import pkgutil
+
+    import tunesmith as ts
+    modules = {m.name for m in pkgutil.iter_modules(ts.__path__)}
+    assert not modules & set(ts.__all__), modules & set(ts.__all__)

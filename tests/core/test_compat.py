@@ -173,3 +173,23 @@ def test_bitsandbytes_kernels_warning_is_dropped_and_still_exists():
     logger = logging.getLogger(compat.BNB_KERNELS_LOGGER)
     record = logger.makeRecord(logger.name, logging.WARNING, "f", 1, compat.BNB_KERNELS_MESSAGE + " x", (), None)
     assert not logger.filter(record)  # the filter is what drops it (not the absence of the warning here)
+
+
+def test_trainer_still_counts_tokens_per_micro_batch_through_the_hook_count_real_tokens_replaces():
+    from transformers import Trainer
+    assert "self._track_num_input_tokens(inputs)" in inspect.getsource(Trainer._run_epoch)
+    assert "main_input_name" in inspect.getsource(Trainer._track_num_input_tokens)
+
+
+def test_real_tokens_of_each_batch_layout_the_stages_feed():
+    import torch
+
+    from tunesmith.compat import _real_tokens
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    assert _real_tokens({"input_ids": torch.zeros(2, 4), "attention_mask": mask}) == 5  # padded (DPO, reward)
+    assert _real_tokens({"input_ids": torch.zeros(1, 7), "position_ids": torch.zeros(1, 7)}) == 7  # padding-free
+    # ORPO/CPO/KTO: chosen/completion sequences hold the prompt; prompt masks are not counted again
+    assert _real_tokens({"prompt_attention_mask": mask, "chosen_attention_mask": mask,
+                         "rejected_attention_mask": mask[:1]}) == 8
+    assert _real_tokens({"prompt_attention_mask": mask}) == 5
+    assert _real_tokens([{"prompt": "x"}]) == 0  # GRPO/RLOO rows: TRL counts them itself

@@ -106,7 +106,7 @@ def distill(config: DistillConfig | dict | str | None = None, **sections: Any) -
         trainer = GKDTrainer(model=x.student, teacher_model=x.teacher, args=args, train_dataset=x.train,
                              processing_class=x.tok)
         trainer.generation_config.eos_token_id = end_of_turn_ids(x.tok)  # on-policy samples stop at the turn's end
-        return Training(trainer, cfg.train.batch_size * d.max_length, before, lambda model: {
+        return Training(trainer, before, lambda model: {
             "after/kl_teacher_student": heldout_kl(model, x.teacher, x.tok, x.heldout, d.max_length)})
 
     return run_stage("distill", cfg, load, build)

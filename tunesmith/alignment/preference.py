@@ -211,7 +211,7 @@ def run_preference(cfg: _PreferenceConfig, stage: str) -> StageResult:
             scores = trainer.evaluate() if eval_ds is not None else {}
             return {**{k: v for k, v in scores.items() if isinstance(v, (int, float))},
                     **pair_scores(trained, x.tok, x.pairs, "after/"), **task_scores(trained, x.tok, cfg.tasks, "after/")}
-        return Training(trainer, _tokens_per_step(trainer, cfg.train.batch_size), before, after)
+        return Training(trainer, before, after)
 
     result = run_stage(stage, cfg, load, build)
     if result.run_dir.exists() and is_main_process():
@@ -230,18 +230,6 @@ def _eval_split(stage: str, cfg: _PreferenceConfig, data: Any) -> Any:
         rows = make(cfg.tasks.names, cfg.tasks.eval_rows, seed=cfg.tasks.seed + 1, split="heldout")
         return Dataset.from_list([{k: v for k, v in r.items() if k != "task"} for r in rows])
     return data["validation"] if "validation" in data else None
-
-
-def _tokens_per_step(trainer: Any, batch_size: int) -> int:
-    """Mean prompt+chosen+rejected tokens of the tokenized training rows x the global batch."""
-    ds = trainer.train_dataset
-    cols = [c for c in ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids", "completion_input_ids",
-                        "input_ids") if c in ds.column_names]
-    if not cols or ds.num_rows == 0:
-        return 0
-    sample = ds.select(range(min(ds.num_rows, 256)))
-    per_row = sum(len(x) for c in cols for x in sample[c]) / sample.num_rows
-    return round(per_row * batch_size)
 
 
 def dpo(config: DPOConfig | dict | str | Path | None = None, **sections: Any) -> StageResult:

@@ -95,7 +95,7 @@ def reward(config: RewardConfig | dict | str | None = None, **sections) -> Stage
         def after(_model) -> dict:
             final = trainer.evaluate()
             return {k: final[k] for k in ("eval_accuracy", "eval_margin", "eval_loss")}
-        return Training(trainer, cfg.train.batch_size * (cfg.reward.max_length or 512), before, after)
+        return Training(trainer, before, after)
 
     return run_stage("reward", cfg, load, build)
 

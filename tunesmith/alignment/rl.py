@@ -141,7 +141,7 @@ def rlhf(config: RLHFConfig | dict | str | None = None, *, reward_funcs: Sequenc
                           log_completions=False)
         trainer = trainer_cls(model=x.model, reward_funcs=funcs, args=args, train_dataset=x.train,
                               processing_class=x.tok, reward_processing_classes=_reward_tokenizers(funcs, x.tok))
-        return Training(trainer, cfg.train.batch_size * g.max_new_tokens, before, lambda model: {
+        return Training(trainer, before, lambda model: {
             **_last_logged(trainer.state.log_history, ("kl", "reward", "entropy")),
             **heldout_reward(model, x.tok, x.heldout, funcs, names, weights, cfg, "after/")})
 

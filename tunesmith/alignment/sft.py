@@ -142,13 +142,6 @@ def trl_sft_args(cfg: SFTConfig, run: Any, dtype: str, has_eval: bool) -> trl.SF
     )
 
 
-def _tokens_per_step(dataset: Any, batch_size: int) -> int:
-    """Real (non-pad) tokens per optimizer step: mean tokens of a training row (an example, or a
-    pack of examples) x the global batch."""
-    sample = dataset.select(range(min(dataset.num_rows, 512)))
-    return round(sum(len(x) for x in sample["input_ids"]) / max(sample.num_rows, 1) * batch_size)
-
-
 def _truncate(dataset: Any, max_length: int) -> Any:
     return dataset.map(lambda r: {k: r[k][:max_length] for k in ("input_ids", "assistant_masks")})
 
@@ -178,12 +171,11 @@ def sft(config: SFTConfig | dict | str | Path | None = None, **sections: Any) ->
         before = task_scores(x.model, x.tok, cfg.tasks, "before/")
         trainer = trl.SFTTrainer(model=x.model, args=trl_sft_args(cfg, run, dtype, x.eval is not None),
                                  train_dataset=x.train, eval_dataset=x.eval, processing_class=x.tok)
-        before["tokens_per_step"] = _tokens_per_step(trainer.train_dataset, cfg.train.batch_size)
 
         def after(trained: Any) -> dict[str, Any]:
             scores = trainer.evaluate() if x.eval is not None else {}
             return {**{k: v for k, v in scores.items() if isinstance(v, (int, float))},
                     **task_scores(trained, x.tok, cfg.tasks, "after/")}
-        return Training(trainer, before["tokens_per_step"], before, after)
+        return Training(trainer, before, after)
 
     return run_stage("sft", cfg, load, build)

@@ -11,16 +11,19 @@ RENAME = {"learning_rate": "lr"}
 
 
 class MetricsLogger(TrainerCallback):
-    """Writes one line per Trainer log event to `metrics.jsonl`: step, loss, lr, grad_norm,
-    tokens/s (from `tokens_per_step`), eval metrics. Main process only."""
+    """Writes one line per Trainer log event to `metrics.jsonl`: step, loss, lr, grad_norm, eval
+    metrics, and with each training loss the real (non-padding) tokens trained so far (`tokens`,
+    all processes) and `tokens_per_s` since the previous line, both read from
+    `state.num_input_tokens_seen` (counted per batch: `tunesmith.compat.count_real_tokens`, or by
+    the trainer itself for GRPO/RLOO). Main process only."""
 
-    def __init__(self, run: RunDir, tokens_per_step: int):
-        self.run, self.tokens_per_step = run, tokens_per_step
+    def __init__(self, run: RunDir):
+        self.run = run
         self._t = time.perf_counter()
-        self._step = 0
+        self._step = self._tokens = 0
 
     def on_train_begin(self, args, state, control, **kw):
-        self._t, self._step = time.perf_counter(), state.global_step
+        self._t, self._step, self._tokens = time.perf_counter(), state.global_step, state.num_input_tokens_seen
 
     def on_log(self, args, state, control, logs=None, **kw):
         if not state.is_world_process_zero or not logs:
@@ -29,10 +32,11 @@ class MetricsLogger(TrainerCallback):
         for k, v in logs.items():
             record[RENAME.get(k, k)] = v
         if "loss" in logs and state.global_step > self._step:
-            now = time.perf_counter()
-            steps = state.global_step - self._step
-            record["tokens_per_s"] = round(steps * self.tokens_per_step / max(now - self._t, 1e-9), 1)
-            self._t, self._step = now, state.global_step
+            now, tokens = time.perf_counter(), state.num_input_tokens_seen
+            if tokens > self._tokens:
+                record["tokens"] = tokens
+                record["tokens_per_s"] = round((tokens - self._tokens) / max(now - self._t, 1e-9), 1)
+            self._t, self._step, self._tokens = now, state.global_step, tokens
         self.run.log_metrics(record)
 
 

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from pathlib import PurePath
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .config import Section
 
@@ -31,6 +31,26 @@ class TrainSection(Section):
         default_factory=list, description="live loggers besides metrics.jsonl: [tensorboard] (pip install tensorboard)")
     on_nonfinite: Literal["stop", "skip"] = Field(
         "stop", description="NaN/inf loss or gradients: stop (keep the last good checkpoint) or skip the batch")
+
+
+class EpochTrainSection(TrainSection):
+    """The shared training section, trained by epochs (`max_steps: -1`): task fine-tuning
+    (`tunesmith.transfer`, its defaults set in FinetuneConfig.train) and the GLUE protocol."""
+
+    epochs: float = Field(3.0, gt=0, description="passes over the training data (used when max_steps is -1)")
+    max_steps: int = Field(-1, ge=-1, description="stop after this many steps (-1: train `epochs` epochs)")
+    warmup_steps: float = Field(0.06, ge=0, description="linear warm-up: steps, or a share of all steps when < 1")
+    eval_batch_size: int = Field(64, ge=1, description="examples per evaluation batch")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _warmup_ratio(cls, data: Any) -> Any:
+        """`warmup_ratio` (finetune's key before it shared the train section) is `warmup_steps` below 1."""
+        if isinstance(data, dict) and "warmup_ratio" in data:
+            data = dict(data)
+            ratio = data.pop("warmup_ratio")
+            data.setdefault("warmup_steps", ratio)
+        return data
 
 
 def no_parent_hops(value: str | None) -> str | None:

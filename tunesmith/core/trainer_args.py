@@ -7,7 +7,7 @@ import torch
 from .distributed import world_size
 from .errors import UserError
 from .rundir import RunDir
-from .train_config import TrainSection
+from .train_config import EpochTrainSection, TrainSection
 
 SCHEDULES = {"cosine": "cosine_with_min_lr", "linear": "linear", "constant": "constant_with_warmup"}
 
@@ -23,10 +23,13 @@ def batch_layout(train: TrainSection) -> tuple[int, int]:
     return per_device, train.batch_size // (per_device * world)
 
 
-def training_kwargs(train: TrainSection, run: RunDir, dtype: str, has_eval: bool) -> dict:
+def training_kwargs(train: TrainSection, run: RunDir | str, dtype: str, has_eval: bool) -> dict:
+    """The arguments every stage's Trainer (or TRL config) gets; checkpoints go to the run's
+    `checkpoints/` (or to `run` when it is a plain folder). An `EpochTrainSection` trains by epochs."""
     per_device, accum = batch_layout(train)
+    extra = {"num_train_epochs": train.epochs} if isinstance(train, EpochTrainSection) else {}
     return dict(
-        output_dir=str(run.checkpoints), max_steps=train.max_steps, per_device_train_batch_size=per_device,
+        output_dir=str(run.checkpoints if isinstance(run, RunDir) else run), **extra, max_steps=train.max_steps, per_device_train_batch_size=per_device,
         per_device_eval_batch_size=per_device, gradient_accumulation_steps=accum, learning_rate=train.lr,
         lr_scheduler_type=SCHEDULES[train.schedule],
         lr_scheduler_kwargs={"min_lr_rate": 0.1} if train.schedule == "cosine" else {},

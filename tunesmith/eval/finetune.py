@@ -34,8 +34,10 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, se
 from ..adapters.merge import merged_for_inference
 from ..core.callbacks import console_progress
 from ..core.errors import UserError
-from ..core.modelio import load_tokenizer as load_any_tokenizer
 from ..core.layer_decay import use_layer_lr_decay
+from ..core.modelio import load_tokenizer as load_any_tokenizer
+from ..core.train_config import EpochTrainSection
+from ..core.trainer_args import training_kwargs
 from .batching import pad, sorted_batches
 from .config import FinetuneSection
 from .heads import build_classifier, save_classifier
@@ -139,12 +141,11 @@ def train(model: nn.Module, tokenizer: Any, task: Task, rows: Sequence[dict], cf
     for f, x in zip(features, instances):
         f["labels"] = float(x.label) if task.kind == "regression" else int(x.label)
     steps_per_epoch = math.ceil(len(features) / hp["batch_size"])
-    args = TrainingArguments(
-        output_dir=output_dir, num_train_epochs=hp["epochs"], max_steps=hp["max_steps"] or -1,
-        learning_rate=hp["lr"], per_device_train_batch_size=hp["batch_size"],
-        warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, lr_scheduler_type="linear",
-        train_sampling_strategy="group_by_length", logging_steps=max(1, steps_per_epoch // 2),
-        save_strategy="no", report_to=[], seed=seed, use_cpu=not torch.cuda.is_available())
+    train = EpochTrainSection(epochs=hp["epochs"], max_steps=hp["max_steps"] or -1, lr=hp["lr"],
+                              batch_size=hp["batch_size"], schedule="linear", warmup_steps=cfg.warmup_ratio,
+                              weight_decay=cfg.weight_decay, seed=seed, logging_steps=max(1, steps_per_epoch // 2))
+    args = TrainingArguments(**{**training_kwargs(train, output_dir, "fp32", has_eval=False),
+                                "save_strategy": "no", "train_sampling_strategy": "group_by_length"})
     loss = None
     if cfg.class_weights == "balanced" and task.kind != "regression":
         loss = _weighted_loss(balanced_weights([int(x.label) for x in instances], task.num_labels))

@@ -76,7 +76,7 @@ def pretrain(config: PretrainConfig | dict | None = None, **sections) -> Pretrai
         def sample(model) -> dict:
             return {"sample": generate_sample(model, x.tokenizer, cfg.run.sample_prompt, cfg.run.sample_tokens,
                                               cfg.train.seed)}
-        return Training(trainer, cfg.train.batch_size * cfg.data.block_size, before, after,
+        return Training(trainer, before, after,
                         save=lambda run_, model: _save(run_, model, x.tokenizer), finish=sample)
 
     return run_stage("pretrain", cfg, load, build, result_cls=PretrainResult)

@@ -43,7 +43,7 @@ class RunInfo:
 
     @property
     def model_dir(self) -> Path | None:
-        """The trained artifact: `model/` (pretrain, alignment) or `adapter/` (adapters.finetune)."""
+        """The trained artifact: `model/` (pretrain, alignment) or `adapter/` (transfer)."""
         for name in ("model", "adapter"):
             if (self.path / name).is_dir():
                 return self.path / name

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 from datasets import Dataset
-from pydantic import Field, model_validator
+from pydantic import Field
 from transformers import (DataCollatorWithPadding, Trainer, TrainingArguments)
 
 from ..core.config import Section, coerce
@@ -24,19 +24,17 @@ from ..core.errors import UserError
 from ..core.modelio import load_tokenizer
 from ..core.result import StageResult
 from ..core.rundir import RunDir
-from ..core.train_config import RunSection
-from ..core.train_config import TrainSection as BaseTrainSection
+from ..core.train_config import EpochTrainSection, RunSection
 from ..core.trainer_args import training_kwargs
 from ..hub.config import PushConfig
 from ..lifecycle import Training, run_stage
-from .apply import apply, trainable_summary
-from .artifacts import save_adapter
-from .config import AdapterConfig
-from .optim import build_optimizer
-from .quantize import load_base
-from .task_data import (Columns, check_columns, check_rows, encode_labels, label_names,
-                        read_table)
-from .tokens import trainable_token_ids
+from ..adapters.apply import apply, trainable_summary
+from ..adapters.artifacts import save_adapter
+from ..adapters.config import AdapterConfig
+from ..adapters.optim import build_optimizer
+from ..adapters.quantize import load_base
+from ..adapters.tokens import trainable_token_ids
+from .data import Columns, check_columns, check_rows, encode_labels, label_names, read_table
 
 
 class DataSection(Section):
@@ -50,33 +48,13 @@ class DataSection(Section):
     max_length: int = Field(128, ge=8, description="truncate inputs to this many tokens")
 
 
-class TrainSection(BaseTrainSection):
-    """The shared training section, trained by epochs here (`max_steps: -1`), evaluated each epoch;
-    finetune's own defaults are set where the config uses it (FinetuneConfig.train)."""
-
-    epochs: float = Field(3.0, gt=0, description="passes over the training data (used when max_steps is -1)")
-    max_steps: int = Field(-1, ge=-1, description="stop after this many steps (-1: train `epochs` epochs)")
-    warmup_steps: float = Field(0.06, ge=0, description="linear warm-up: steps, or a share of all steps when < 1")
-    eval_batch_size: int = Field(64, ge=1, description="examples per evaluation batch")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _warmup_ratio(cls, data: Any) -> Any:
-        """`warmup_ratio` (finetune's key before it shared the train section) is `warmup_steps` below 1."""
-        if isinstance(data, dict) and "warmup_ratio" in data:
-            data = dict(data)
-            ratio = data.pop("warmup_ratio")
-            data.setdefault("warmup_steps", ratio)
-        return data
-
-
 class FinetuneConfig(Section):
     model: str | None = Field(None, description="base model folder (save_pretrained layout)")
     tokenizer: str | None = Field(None, description="tokenizer folder; null means the model folder")
     data: DataSection = Field(default_factory=DataSection)
     adapter: AdapterConfig = Field(default_factory=lambda: AdapterConfig(task="seq_cls"),
                                    description="the adapter block (task is always seq_cls here)")
-    train: TrainSection = Field(default_factory=lambda: TrainSection(
+    train: EpochTrainSection = Field(default_factory=lambda: EpochTrainSection(
         lr=2e-4, schedule="linear", weight_decay=0.0, dtype="fp32", seed=0, save_steps=500))
     run: RunSection = Field(default_factory=lambda: RunSection(dir="runs/finetune"))
     push_to_hub: PushConfig | None = Field(None, description="push the result to the Hub at the end: {repo: user/name, ...}")
@@ -169,8 +147,7 @@ def finetune(config: FinetuneConfig | dict | None = None, *, train_dataset: Data
     def build(x: SimpleNamespace, run: RunDir, dtype: str, resuming: bool) -> Training:
         t = cfg.train
         args = TrainingArguments(**{
-            **training_kwargs(t, run, dtype, x.eval is not None),
-            "num_train_epochs": t.epochs, "per_device_eval_batch_size": t.eval_batch_size,
+            **training_kwargs(t, run, dtype, x.eval is not None), "per_device_eval_batch_size": t.eval_batch_size,
             "eval_strategy": "epoch" if x.eval is not None else "no"})
         optimizer = build_optimizer(x.model, adapter, lr=t.lr, weight_decay=t.weight_decay)
         trainer = Trainer(model=x.model, args=args, train_dataset=x.train, eval_dataset=x.eval,
@@ -182,7 +159,7 @@ def finetune(config: FinetuneConfig | dict | None = None, *, train_dataset: Data
             if run_.main:
                 x.tokenizer.save_pretrained(adapter_dir)
             return adapter_dir
-        return Training(trainer, t.batch_size * cfg.data.max_length,
+        return Training(trainer,
                         after=lambda model: trainer.evaluate() if x.eval is not None else {}, save=save,
                         finish=lambda model: {"labels": x.labels, "trainable": trainable_summary(model)})
 

@@ -9,7 +9,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from tunesmith.adapters.finetune import finetune
+from tunesmith.transfer import finetune
 from tunesmith.core.errors import UserError
 from tunesmith.pretraining.presets import build_model
 
