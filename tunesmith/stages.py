@@ -26,8 +26,23 @@ class Stage:
     kind: Literal["train", "eval"]
     api: str = ""                # its name under `tunesmith.` when not the stage name
     model_key: str = "model.path"  # where a pipeline hands this stage the previous stage's model
-    length_key: str | None = None  # the config key holding tokens per sequence (memory plan, data check)
+    # the config key holding tokens per sequence (memory plan, data check); several keys add up
+    # (rlhf: prompt + generated tokens; the data check then reads the first, the prompt's)
+    length_key: str | tuple[str, ...] | None = None
     adapter_optimizer: bool = True   # whether the stage trains with `adapter.optimizer` (every stage with an adapter)
+
+    def seq_len(self, cfg: Any) -> int | None:
+        """Tokens per sequence as `cfg` sets them (None when the stage or the config has no length)."""
+        from .core.config import lookup
+
+        keys = (self.length_key,) if isinstance(self.length_key, str) else self.length_key or ()
+        values = [lookup(cfg, k) for k in keys]
+        return sum(values) if values and None not in values else None
+
+    @property
+    def data_length_key(self) -> str | None:
+        """The key rows of the stage's data are checked against."""
+        return self.length_key if isinstance(self.length_key, str) else (self.length_key or (None,))[0]
 
     @property
     def config_name(self) -> str:
@@ -63,7 +78,8 @@ STAGES: dict[str, Stage] = {
     "reward": Stage("tunesmith.alignment.reward:RewardConfig", "tunesmith.alignment.reward:reward",
                     "train a reward model on preference pairs", "train", length_key="reward.max_length"),
     "rlhf": Stage("tunesmith.alignment.rl:RLHFConfig", "tunesmith.alignment.rl:rlhf",
-                  "online RL (GRPO or RLOO) from reward functions or reward models", "train"),
+                  "online RL (GRPO or RLOO) from reward functions or reward models", "train",
+                  length_key=("generation.max_prompt_length", "generation.max_new_tokens")),
     "distill": Stage("tunesmith.alignment.distill:DistillConfig", "tunesmith.alignment.distill:distill",
                      "distill a teacher's logits into a student (forward/reverse KL, JSD, on-policy)", "train",
                      length_key="distill.max_length"),

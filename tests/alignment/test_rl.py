@@ -146,3 +146,10 @@ def test_resume_continues_from_the_last_checkpoint(nano_base, tmp_path):
     logged = [json.loads(line) for line in (again.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert again.metrics["steps"] == 3
     assert [r["step"] for r in logged if "kl" in r] == [1, 2, 3]  # step 3 only added, nothing repeated
+
+
+def test_prompt_over_max_prompt_length_is_refused_before_the_run_starts(nano_base, tmp_path):
+    with pytest.raises(UserError, match=r'field "generation.max_prompt_length".*training prompt 1 has \d+ tokens'):
+        rlhf(model={"path": str(nano_base)}, tasks={"names": ["upper"]}, generation={"max_prompt_length": 3},
+             train={"batch_size": 8}, reward_funcs=[capital_share], run={"dir": str(tmp_path / "p")})
+    assert not (tmp_path / "p").exists()

@@ -76,7 +76,7 @@ def test_plan_uses_the_stage_defaults(name, model_dir, capsys):
     adapter = getattr(cfg, "adapter", None)
     expected = {
         "batch_size": getattr(cfg.train, "micro_batch_size", None) or cfg.train.batch_size,
-        "seq_len": (lookup(cfg, stage.length_key) if stage.length_key else None) or ASSUMED_SEQ_LEN,
+        "seq_len": stage.seq_len(cfg) or ASSUMED_SEQ_LEN,
         "method": adapter.method if adapter else "full",
         "quantize": adapter.resolved_quantize() if adapter else "none",
         "gradient_checkpointing": bool(getattr(adapter, "gradient_checkpointing", False)

@@ -20,7 +20,7 @@ from ..core.errors import UserError
 from ..stages import STAGES, Stage, get_stage, training_stages
 from .config import AdapterConfig
 
-ASSUMED_SEQ_LEN = 512  # only for a stage without a length setting (rlhf: prompt + generated tokens)
+ASSUMED_SEQ_LEN = 512  # only for a stage without a length setting
 
 
 def _training_stage(name: str | None) -> str | None:
@@ -125,7 +125,7 @@ def _shape(stage: Stage, name: str, cfg: BaseModel, options: PlanConfig, notes: 
     """(sequences per forward pass, tokens per sequence): the flags', else the stage's."""
     train = cfg.train
     batch = options.batch_size or getattr(train, "micro_batch_size", None) or train.batch_size
-    seq = options.seq_len or (lookup(cfg, stage.length_key) if stage.length_key else None)
+    seq = options.seq_len or stage.seq_len(cfg)
     if seq is None:
         seq = ASSUMED_SEQ_LEN
         notes.append(f"{name} has no length setting{f' ({stage.length_key} is null)' if stage.length_key else ''}: "

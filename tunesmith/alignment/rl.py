@@ -55,6 +55,8 @@ class GenerationSection(Section):
     num_generations: int = Field(4, ge=2, description="completions per prompt (the group); train.batch_size "
                                  "must be a multiple of it")
     max_new_tokens: int = Field(32, ge=1, description="tokens generated per completion")
+    max_prompt_length: int = Field(256, ge=1, description="most prompt tokens (chat template applied); a longer "
+                                   "prompt is refused with its row (TRL does not truncate prompts)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling threshold")
     top_k: int = Field(0, ge=0, description="top-k sampling (0: off)")
@@ -123,6 +125,8 @@ def rlhf(config: RLHFConfig | dict | str | None = None, *, reward_funcs: Sequenc
         model, tok = load_policy(cfg.model, cfg.adapter)
         getattr(model, "get_base_model", lambda: model)().generation_config.eos_token_id = end_of_turn_ids(tok)
         train_ds, heldout = prompt_data(cfg, run, tok)
+        _check_prompt_lengths(train_ds["prompt"], tok, cfg.generation.max_prompt_length, "training")
+        _check_prompt_lengths([r["prompt"] for r in heldout], tok, cfg.generation.max_prompt_length, "held-out")
         return SimpleNamespace(model=model, tok=tok, train=train_ds, heldout=heldout,
                                environment={"train_prompts": len(train_ds), "rewards": names})
 
@@ -309,6 +313,17 @@ def prompt_data(cfg: RLHFConfig, run, tok) -> tuple[Any, list[dict]]:
         raise UserError("no held-out prompts to measure the mean reward on", field="data.split.validation",
                         fix="set data.split.validation (e.g. 0.1) or name embedded tasks in tasks.names")
     return train, validation
+
+
+def _check_prompt_lengths(prompts: Sequence[Any], tok: Any, limit: int, where: str) -> None:
+    """Refuse the first prompt longer than `generation.max_prompt_length` tokens as the policy sees it."""
+    for i, prompt in enumerate(prompts):
+        ids = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False) \
+            if isinstance(prompt, list) else tok(prompt, add_special_tokens=False)["input_ids"]
+        if len(ids) > limit:
+            raise UserError(f"{where} prompt {i + 1} has {len(ids)} tokens, over the {limit} allowed",
+                            field="generation.max_prompt_length",
+                            fix=f"raise generation.max_prompt_length to {len(ids)} or more, or shorten the prompt")
 
 
 def _as_prompt(row: dict) -> dict:

@@ -65,7 +65,7 @@ def _print_data_check(name: str, cfg) -> bool:
         return True
     model_path = getattr(getattr(cfg, "model", None), "path", None)
     tokenizer = model_path if model_path and Path(model_path, "tokenizer_config.json").is_file() else None
-    length_key = STAGES[name].length_key
+    length_key = STAGES[name].data_length_key
     max_length = lookup(cfg, length_key) if tokenizer and length_key else None
     result = check_data(data, tokenizer=tokenizer, max_length=max_length)
     print("# data check:")
