@@ -6,13 +6,15 @@ exits 2; `--debug` shows the traceback.
 """
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import sys
 
 from .. import __version__
 from ..core.errors import TrainingStopped, UserError
 from ..stages import STAGES
-from .flags import Parser
+from .flags import BOOL_WORDS, Parser
 from .launch import launch_command as _launch_command
 from .tools import add_data, add_eval, add_tools
 from .train import add_pipeline_commands, add_stage
@@ -42,6 +44,62 @@ def build_parser() -> Parser:
     return parser
 
 
+LAUNCH_ARGV = "TUNESMITH_LAUNCH_ARGV"  # the command as typed, for processes started by --launcher
+
+
+def resume_command(argv: list[str], command: str | None) -> str | None:
+    """After Ctrl-C: the command that continues the interrupted run (the same arguments, its run
+    folder and `--run.resume true`), or None when no run had started (nothing to resume: the
+    command can simply be run again) or the command does not resume (eval, the tools)."""
+    from ..core.rundir import RunDir
+
+    run = RunDir.current
+    if run is None or command is None:
+        return None
+    args, resume = _without(argv, "--run.dir", lambda v: True), []
+    if command == "run":  # a pipeline: running it again resumes; its folder holds one per stage
+        root = run.path.parent
+        if not (root / "pipeline.json").exists():
+            return None
+    elif command in STAGES and STAGES[command].kind == "train":
+        root = run.path
+        if "--resume" not in args:  # kept when given: without a recipe it reads the run's config.yaml
+            args, resume = _without(args, "--run.resume", lambda v: v.lower() in BOOL_WORDS), ["--run.resume", "true"]
+    else:
+        return None
+    return shlex.join(["tunesmith", *args, "--run.dir", str(root), *resume])
+
+
+def _without(argv: list[str], flag: str, is_value) -> list[str]:
+    """`argv` without `flag` (`flag=VALUE`, `flag VALUE` when `is_value(VALUE)`, or bare)."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == flag:
+            i += 2 if i + 1 < len(argv) and is_value(argv[i + 1]) else 1
+            continue
+        if not argv[i].startswith(flag + "="):
+            out.append(argv[i])
+        i += 1
+    return out
+
+
+def _run_launcher(command: list[str], argv: list[str]) -> int:
+    """Run the launcher; on Ctrl-C (which every launched process gets too) wait for it to stop:
+    its main process prints how to resume."""
+    import subprocess
+
+    proc = subprocess.Popen(command, env={**os.environ, LAUNCH_ARGV: json.dumps(argv)})
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        try:
+            proc.wait()
+        except KeyboardInterrupt:  # a second Ctrl-C: stop now
+            proc.kill()
+            proc.wait()
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -51,13 +109,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return UserError.exit_code
     if command is not None:
-        import subprocess
-
-        return subprocess.call(command)
+        return _run_launcher(command, argv)
     if "--quiet" in argv or "--json" in argv:
         os.environ["TQDM_DISABLE"] = "1"  # before tqdm is imported: it reads this at import
+    from ..core.rundir import RunDir, is_main_process
+
+    RunDir.current, name = None, None
     try:
         args, extra = build_parser().parse_known_args(argv)
+        name = args.command
         return args.func(args, extra)
     except SystemExit as e:  # --help, --version
         return int(e.code or 0)
@@ -72,5 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped: {e}", file=sys.stderr)
         return TrainingStopped.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        if not is_main_process():
+            return 130  # the main process says it
+        typed = json.loads(os.environ[LAUNCH_ARGV]) if LAUNCH_ARGV in os.environ else argv
+        again = resume_command(typed, name)
+        print(f"interrupted; resume with: {again}" if again else "interrupted", file=sys.stderr)
         return 130

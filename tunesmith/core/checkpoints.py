@@ -1,5 +1,21 @@
 """Checkpoint completeness: a checkpoint counts only once its marker file is written, after
-every other file of it, so a checkpoint half-written when a run died is never resumed."""
+every other file of it, so a checkpoint half-written when a run died is never resumed.
+
+What resume trusts. `--resume` (run.resume) loads the newest complete `checkpoints/checkpoint-N/`
+of the run's own folder: files this run wrote there, as this user. Besides the weights
+(safetensors) a Trainer checkpoint holds pickles - optimizer.pt, scheduler.pt, rng_state*.pth
+(and scaler.pt under fp16) - which transformers 5.24 reads with
+`torch.load(..., weights_only=True)` (`Trainer._load_rng_state`, `_load_optimizer_and_scheduler`,
+`_load_from_checkpoint` for pytorch_model.bin; with torch >= 2.6, `check_torch_load_is_safe`):
+the restricted unpickler builds tensors, containers and plain values and nothing else (the RNG
+state also allows numpy arrays and dtypes), and TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD does not override
+an explicit weights_only=True. training_args.bin (a full pickle of TrainingArguments) is written
+but never read on resume. Two setups load a full pickle: FSDP with SHARDED_STATE_DICT (the
+shipped fsdp_full_shard config) restores through torch.distributed.checkpoint, whose
+FileSystemReader.read_metadata `pickle.load`s the checkpoint's `.metadata`; DeepSpeed restores
+through its own checkpoint code. There a checkpoint is as trusted as code. So: resume only run
+folders that no one else can write into.
+"""
 from __future__ import annotations
 
 import os

@@ -2,6 +2,7 @@
 remote code unless asked); tokenizers with one clear error and a pad token."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,47 @@ def check_model_folder(path: str | os.PathLike, allow_pickle: bool = False) -> P
                         file=p, fix="convert to safetensors, or set model.allow_pickle: true (--model.allow_pickle true) if you trust the source")
     if not has_safe and not has_pickle:
         raise UserError("holds no weights (*.safetensors)", file=p)
+    for f in _safetensors_files(p):
+        check_safetensors(f)
     return p
+
+
+DAMAGED_FIX = "the file is damaged; re-save or re-download the model"
+
+
+def _safetensors_files(folder: Path) -> list[Path]:
+    """The folder's safetensors files: the shards its index names (each must be there), else
+    every *.safetensors file in it."""
+    index = folder / "model.safetensors.index.json"
+    if not index.exists():
+        return sorted(folder.glob("*.safetensors"))
+    try:
+        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"cannot read the shard index: {str(e).splitlines()[0][:160]}", file=index,
+                        fix=DAMAGED_FIX) from None
+    for name in shards:
+        if not (folder / name).is_file():
+            raise UserError(f"shard {name}, named in {index.name}, is missing", file=folder / name,
+                            fix="re-save or re-download the model (every shard)")
+    return [folder / name for name in shards]
+
+
+def _reason(e: BaseException) -> str:
+    msg = (str(e).splitlines() or [type(e).__name__])[0]
+    return msg.removeprefix("Error while deserializing header: ")[:160]
+
+
+def check_safetensors(path: str | os.PathLike) -> None:
+    """Read a safetensors file's header (a few kB, no tensor data): a truncated, overwritten or
+    non-safetensors file is refused here, naming it, before anything else loads."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy"):  # "numpy": opening imports no torch
+            pass
+    except (SafetensorError, OSError) as e:
+        raise UserError(f"cannot read the weights: {_reason(e)}", file=path, fix=DAMAGED_FIX) from None
 
 
 def load_model(path: str | os.PathLike, auto_class: Any = None, *, trust_remote_code: bool = False,
@@ -33,6 +74,7 @@ def load_model(path: str | os.PathLike, auto_class: Any = None, *, trust_remote_
     checked local folder, safetensors only unless `allow_pickle`, no custom code unless
     `trust_remote_code`, fp32 unless `dtype` says otherwise. Every model tunesmith loads comes here."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     auto_class = auto_class or AutoModelForCausalLM
@@ -40,6 +82,10 @@ def load_model(path: str | os.PathLike, auto_class: Any = None, *, trust_remote_
     try:
         return auto_class.from_pretrained(str(p), dtype=dtype or torch.float32, trust_remote_code=trust_remote_code,
                                           use_safetensors=not allow_pickle, **kwargs)
+    except SafetensorError as e:  # damaged in a way the header check does not see
+        files = _safetensors_files(p)
+        raise UserError(f"cannot read the weights: {_reason(e)}", file=files[0] if len(files) == 1 else p,
+                        fix=DAMAGED_FIX) from None
     except ValueError as e:
         msg = str(e).splitlines()[0]
         if "trust_remote_code" in msg:

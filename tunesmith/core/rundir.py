@@ -1,23 +1,24 @@
 """The run directory: resolved config, environment record, metrics.jsonl, checkpoints, outputs.
 
 Everything is written atomically (temp file, then rename), and only by the main process
-when several processes train together.
+when several processes train together. Files and folders get the modes the process umask
+gives (0644/0755 under the usual umask 022), as if written directly.
 """
 from __future__ import annotations
 
 import json
 import os
 import platform
+import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
 import yaml
 
@@ -31,10 +32,41 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
 
 
+def _create_temp(parent: Path, prefix: str, folder: bool = False) -> tuple[int | None, Path]:
+    """A new, uniquely named file (opened for writing: its fd) or folder in `parent`, created
+    0666/0777 so the process umask applies exactly as to a file written directly
+    (`tempfile.mkstemp`/`mkdtemp` would make it 0600/0700, and the rename would keep that)."""
+    for _ in range(100):
+        tmp = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            if folder:
+                os.mkdir(tmp, 0o777)
+                return None, tmp
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {parent}")
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system tells it (Linux), else
+    set and restored at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = _create_temp(path.parent, f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -50,14 +82,27 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def _widen_private_files(folder: Path) -> None:
+    """Files left 0600 inside `folder` (safetensors' `save_file` writes through a private temp
+    file) get the mode the umask gives a new file: a saved model is as readable as the rest of
+    the run. Other modes are left as they are."""
+    mode = 0o666 & ~current_umask()
+    if mode == 0o600:
+        return
+    for f in folder.rglob("*"):
+        if not f.is_symlink() and f.is_file() and (f.stat().st_mode & 0o777) == 0o600:
+            os.chmod(f, mode)
+
+
 @contextmanager
 def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside `final`; on success it replaces `final` in one rename."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    _, tmp = _create_temp(final.parent, f".{final.name}.tmp-", folder=True)
     try:
         yield tmp
+        _widen_private_files(tmp)
         if final.exists():
             old = final.with_name(f".{final.name}.old-{os.getpid()}")
             os.replace(final, old)
@@ -102,6 +147,30 @@ def environment_record(seed: int | None = None, extra: dict | None = None) -> di
     return record
 
 
+def check_writable_dir(path: str | os.PathLike, field: str = "run.dir") -> None:
+    """Refuse, before anything is loaded or written, a path that cannot become a folder written
+    into: an existing file, a path under a file (or a broken symlink), or one whose nearest
+    existing folder is not writable (no permission, read-only file system). Creates nothing."""
+    path = Path(path)
+    fix = f"choose another --{field}"
+    try:
+        if path.exists() and not path.is_dir():
+            raise UserError("is an existing file, not a folder", file=path, field=field, fix=fix)
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            if existing.is_symlink():  # dangling: it blocks mkdir
+                where = "is" if existing == path else f"lies under {existing}, which is"
+                raise UserError(f"{where} a broken symbolic link", file=path, field=field, fix=fix)
+            existing = existing.parent
+    except OSError as e:  # e.g. a parent folder this user may not enter
+        raise UserError(f"cannot be reached: {e.strerror or e}", file=path, field=field, fix=fix) from None
+    if not existing.is_dir():
+        raise UserError(f"lies under {existing}, which is a file, not a folder", file=path, field=field, fix=fix)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot be written: {existing} is read-only for this user", file=path, field=field,
+                        fix=f"{fix}, or make {existing} writable")
+
+
 @dataclass
 class RunDir:
     """One run's folder. Layout:
@@ -111,6 +180,8 @@ class RunDir:
     path: Path
     main: bool = field(default_factory=is_main_process)
     fresh: bool = False  # overwrite without resume: make() clears the previous run's metrics and checkpoints
+    # the run this process started last (`start`): the CLI names it in how to resume after Ctrl-C
+    current: ClassVar[RunDir | None] = None
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -125,6 +196,7 @@ class RunDir:
         run = cls(path)
         if not run.main:  # under several processes only the main one checks and writes
             return run
+        check_writable_dir(path)
         if path.exists() and any(path.iterdir()) and not (resume or overwrite):
             raise UserError("run directory already exists and is not empty", file=path,
                             fix="pass --resume to continue it, or choose another --run.dir")
@@ -148,6 +220,7 @@ class RunDir:
         """The run begins, its inputs all valid: make the folder (an overwritten run's metrics and
         checkpoints go now), then write config.yaml and environment.json."""
         self.make()
+        RunDir.current = self
         self.write_config(config)
         self.write_environment(seed, **environment)
         return self
