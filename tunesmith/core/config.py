@@ -128,7 +128,8 @@ def deep_merge(base: dict, over: dict) -> dict:
 
 
 def read_yaml(path: str | os.PathLike) -> dict:
-    """Read a recipe with the safe loader; a clear error for a missing file or bad YAML."""
+    """Read a recipe with the safe loader; a clear error for a missing file, bad YAML, an empty
+    recipe (0 bytes or only comments: never silently all defaults) or one that is not a mapping."""
     p = Path(path)
     if not p.is_file():
         raise UserError("recipe file not found", file=p, fix="check the path")
@@ -141,11 +142,26 @@ def read_yaml(path: str | os.PathLike) -> dict:
         line = mark.line + 1 if mark else None
         problem = getattr(e, "problem", None) or "invalid YAML"
         raise UserError(f"invalid YAML: {problem}", file=p, line=line) from None
-    if data is None:
-        return {}
+    if data is None or data == {}:     # 0 bytes, only comments/whitespace, or `{}`: never all defaults by accident
+        raise UserError("the recipe is empty; write at least one section, e.g. `tunesmith init <stage>`", file=p)
     if not isinstance(data, dict):
-        raise UserError("a recipe must be a mapping of sections (e.g. `train: {lr: 3e-4}`)", file=p)
+        raise UserError(f"a recipe must be a mapping of sections (e.g. `train: {{lr: 3e-4}}`), "
+                        f"got a YAML {_yaml_kind(data)}", file=p,
+                        fix="write sections as `name:` lines, e.g. `tunesmith init <stage>`")
     return data
+
+
+def _yaml_kind(value: Any) -> str:
+    """What a parsed YAML document is, in YAML's words (list, string, number, ...)."""
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return type(value).__name__
 
 
 def with_stage_defaults(cls: type[BaseModel], data: dict) -> dict:

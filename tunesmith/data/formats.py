@@ -180,12 +180,33 @@ def parse_hh_transcript(text: str, field: str) -> list[dict[str, str]]:
     return msgs
 
 
+IDENTICAL_PAIR = "is identical to chosen"
+IDENTICAL_PAIR_FIX = "drop the row or give a different rejected answer"
+
+
+def _plain(text: str) -> str:
+    """Text without the differences the cleaning step erases: line-end style, spaces at line ends,
+    leading/trailing blank space (indentation is kept: it can be the answer, e.g. in code)."""
+    return "\n".join(line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").strip().split("\n"))
+
+
+def _same_turns(a: list[dict[str, str]], b: list[dict[str, str]]) -> bool:
+    """The same messages: roles and contents, up to what `_plain` ignores."""
+    return len(a) == len(b) and all(x["role"] == y["role"] and _plain(x["content"]) == _plain(y["content"])
+                                    for x, y in zip(a, b))
+
+
+def _check_pair(chosen: list[dict[str, str]], rejected: list[dict[str, str]]) -> None:
+    """A pair whose two answers are the same teaches nothing (its preference margin is zero)."""
+    if _same_turns(chosen, rejected):
+        raise RowProblem("rejected", IDENTICAL_PAIR, IDENTICAL_PAIR_FIX)
+
+
 def _split_implicit(chosen: list[dict], rejected: list[dict]) -> tuple[list, list, list]:
+    _check_pair(chosen, rejected)
     n = 0
     while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
         n += 1
-    if n == len(chosen) and n == len(rejected):
-        raise RowProblem("rejected", "is identical to chosen", "a preference pair needs two different answers")
     if n == 0:
         raise RowProblem("chosen", "shares no prompt with rejected (their first turns differ)",
                          "give an explicit prompt field")
@@ -249,9 +270,11 @@ def convert(row: dict[str, Any], fmt: str) -> dict[str, Any]:
             out["label"] = _bool_label(_require(row, "label", fmt))
         return out
     if fmt == "preference":
-        return {"prompt": _turns(_require(row, "prompt", fmt), "prompt", "user"),
-                "chosen": _turns(_require(row, "chosen", fmt), "chosen", "assistant"),
-                "rejected": _turns(_require(row, "rejected", fmt), "rejected", "assistant")}
+        out = {"prompt": _turns(_require(row, "prompt", fmt), "prompt", "user"),
+               "chosen": _turns(_require(row, "chosen", fmt), "chosen", "assistant"),
+               "rejected": _turns(_require(row, "rejected", fmt), "rejected", "assistant")}
+        _check_pair(out["chosen"], out["rejected"])
+        return out
     if fmt == "preference_implicit":
         sides = []
         for name in ("chosen", "rejected"):

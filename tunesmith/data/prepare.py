@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import shutil
 import tempfile
 import uuid
@@ -23,19 +24,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from ..core.config import coerce
 from ..core.errors import UserError
 from ..core.rundir import RunDir, atomic_dir, atomic_write_json, atomic_write_text
-from .card import render_card
+from .card import mixing_line, render_card
 from .chat import load_tokenizer, token_length
 from .clean import clean_row, map_texts, row_text
 from .config import DataPrepConfig, InputConfig
 from .dedup import Deduplicator
-from .formats import FORMAT_KIND, as_conversation, common_kind
+from .formats import FORMAT_KIND, IDENTICAL_PAIR, as_conversation, common_kind
 from .pii import Anonymizer
-from .validate import LabelCheck, LengthStats, char_length, checked_rows
+from .validate import Checked, LabelCheck, LengthStats, char_length, checked_rows
 
 REPORTS = ("skipped_rows.jsonl", "filtered_rows.jsonl", "duplicates.jsonl")
+SOURCE_COLUMN = "__tunesmith_source"   # the input a row came from, only while weighted mixing counts rows
 
 
 @dataclass
@@ -54,6 +58,8 @@ class PrepareResult:
         lines.append(f"read {s['rows_read']} rows; bad rows skipped {s['bad_rows_skipped']}; filtered "
                      f"{s['filtered']}; duplicates removed {s['duplicates_removed']} (exact {s['exact_duplicates']}, "
                      f"near {s['near_duplicates']}); PII replaced {sum(s['pii_replaced'].values())}")
+        if self.card.get("mixing"):
+            lines.append(mixing_line(self.card["sources"], self.card["mixing"]).rstrip("."))
         lines.append("splits: " + ", ".join(f"{k} {v}" for k, v in self.card["splits"].items()))
         for name, path in self.reports.items():
             lines.append(f"{name}: {path}")
@@ -98,13 +104,20 @@ class _Steps:
 def _input_rows(inp: InputConfig, cfg: DataPrepConfig, formats: dict[str, str], labels: LabelCheck,
                 dedup: Deduplicator | None, anonymizer: Anonymizer | None, steps: _Steps,
                 reports: _Reports) -> Iterator[dict[str, Any]]:
-    for c in checked_rows(inp, cfg, None, labels, formats):
+    rows = checked_rows(inp, cfg, None, labels, formats)
+    read = 0
+    for c in rows:
         steps.rows_read += 1
+        read += 1
         where = f"{c.raw.source}:{c.raw.line}"
         if c.problem is not None:
             if cfg.on_bad_rows == "error":
                 p = c.problem
-                raise UserError(p.message, file=p.source, line=p.line, field=p.field,
+                message = p.message
+                if message.startswith(IDENTICAL_PAIR):      # say how many: one pair or the whole file?
+                    same, total = _count_identical(rows, read)
+                    message += f"; {same} of the {total} rows of this file have identical chosen and rejected"
+                raise UserError(message, file=p.source, line=p.line, field=p.field,
                                 fix=(f"{p.fix}; " if p.fix else "") + "or set on_bad_rows: skip to skip bad rows")
             steps.bad_rows_skipped += 1
             reports.add("skipped_rows.jsonl", c.problem.to_dict())
@@ -139,6 +152,16 @@ def _input_rows(inp: InputConfig, cfg: DataPrepConfig, formats: dict[str, str], 
         yield row
 
 
+def _count_identical(rest: Iterator[Checked], read: int) -> tuple[int, int]:
+    """(pairs whose chosen is identical to rejected, rows) in one input, counting the first one
+    (already read, with `read - 1` rows before it) and reading the rest of the input."""
+    same, total = 1, read
+    for c in rest:
+        total += 1
+        same += c.problem is not None and c.problem.message.startswith(IDENTICAL_PAIR)
+    return same, total
+
+
 def _to_dataset(rows: Iterator[dict], cache: Path) -> Any:
     """Stream rows into an Arrow-backed Dataset under `cache` (None when no row is left)."""
     from datasets import Dataset
@@ -159,16 +182,25 @@ def _to_dataset(rows: Iterator[dict], cache: Path) -> Any:
         raise
 
 
-def _split(ds: Any, cfg: DataPrepConfig) -> Any:
+def _split(ds: Any, cfg: DataPrepConfig, steps: _Steps, key: str = "split.validation") -> Any:
+    """Train (and validation) splits; a validation size that would leave no training row is a
+    UserError naming `key`, the inputs and the row count (not datasets' ValueError)."""
     from datasets import DatasetDict
 
     v = cfg.split.validation
     if v == 0:
         return DatasetDict({"train": ds.shuffle(seed=cfg.seed) if cfg.split.shuffle else ds})
     size: float | int = int(v) if v >= 1 else float(v)
-    if isinstance(size, int) and size >= ds.num_rows:
-        raise UserError(f"validation size {size} is not smaller than the {ds.num_rows} prepared rows",
-                        field="split.validation", fix="use a fraction such as 0.1 or a smaller count")
+    n = ds.num_rows
+    n_validation = size if isinstance(size, int) else math.ceil(size * n)   # as datasets counts it
+    if n - n_validation < 1:
+        files = ", ".join(i.path for i in cfg.inputs)
+        rows = f"{n} prepared row{'s' if n != 1 else ''} (of {steps.rows_read} read)"
+        what = (f"validation size {size} is not smaller than the {rows}" if isinstance(size, int) else
+                f"validation fraction {size} of the {rows} leaves no row to train on")
+        raise UserError(what, file=files, field=key,
+                        fix=f"add rows, or set {key}: 0 to train without a validation split"
+                            + ("" if isinstance(size, float) else " or use a smaller count"))
     parts = ds.train_test_split(test_size=size, shuffle=cfg.split.shuffle, seed=cfg.seed)
     return DatasetDict({"train": parts["train"], "validation": parts["test"]})
 
@@ -204,15 +236,20 @@ def prepare(config: DataPrepConfig | dict | None = None, *, run_dir: RunDir | st
     labels = LabelCheck(cfg.check.labels)
     dedup = Deduplicator(cfg.dedup) if (cfg.dedup.exact or cfg.dedup.near) else None
     anonymizer = Anonymizer(cfg.pii.types, cfg.pii.phone_regions) if cfg.pii.enabled else None
-    parts, weights = [], []
+    parts, weights, sources = [], [], []
     try:
         for inp in cfg.inputs:
+            kept_before = steps.rows_kept
             rows = _input_rows(inp, cfg, formats, labels, dedup, anonymizer, steps, reports)
             ds = _to_dataset(rows, scratch / "cache")
+            source = {"path": inp.path, "weight": inp.weight, "rows": steps.rows_kept - kept_before,
+                      "limit_dropped": 0}
             if ds is not None and inp.limit is not None and inp.limit < ds.num_rows:
+                source["limit_dropped"] = ds.num_rows - inp.limit
                 ds = ds.shuffle(seed=cfg.seed).select(range(inp.limit))
             parts.append(ds)
             weights.append(inp.weight)
+            sources.append(source)
         kind = common_kind(formats)
         if kind == "conversational":   # prompt-completion inputs mixed with conversations become conversations
             parts = [p.map(as_conversation, remove_columns=["prompt", "completion"])
@@ -222,20 +259,38 @@ def prepare(config: DataPrepConfig | dict | None = None, *, run_dir: RunDir | st
             raise UserError(f"no rows left to prepare (read {steps.rows_read}, bad {steps.bad_rows_skipped}, "
                             f"filtered {steps.filtered}, duplicates {steps.exact_duplicates + steps.near_duplicates})",
                             file=cfg.inputs[0].path, fix="see the reports, or relax clean/dedup settings")
-        if any(w is not None for w in weights) and len(keep) > 1:
+        weighted = any(w is not None for w in weights) and len(keep) > 1
+        if weighted:
             probs = [weights[i] if weights[i] is not None else 1.0 for i in keep]
             total = sum(probs)
-            ds = interleave_datasets([parts[i] for i in keep], probabilities=[p / total for p in probs],
+            # each row carries its input's index through the interleaving, to count what each contributed
+            tagged = [parts[i].add_column(SOURCE_COLUMN, np.full(parts[i].num_rows, i, dtype=np.int32)) for i in keep]
+            ds = interleave_datasets(tagged, probabilities=[p / total for p in probs],
                                      seed=cfg.seed, stopping_strategy=cfg.split.stopping)
+            mixed = np.bincount(ds.with_format("numpy")[SOURCE_COLUMN], minlength=len(parts))
+            ds = ds.remove_columns(SOURCE_COLUMN)
         else:
             ds = concatenate_datasets([parts[i] for i in keep])
+            mixed = [p.num_rows if p is not None else 0 for p in parts]
+        for source, part, n in zip(sources, parts, mixed):
+            available = part.num_rows if part is not None else 0
+            source.update(mixed=int(n), mixing_dropped=max(0, available - int(n)),
+                          mixing_repeated=max(0, int(n) - available))
+        max_rows_dropped = 0
         if cfg.split.max_rows is not None and cfg.split.max_rows < ds.num_rows:
+            max_rows_dropped = ds.num_rows - cfg.split.max_rows
             ds = ds.shuffle(seed=cfg.seed).select(range(cfg.split.max_rows))
-        splits = _split(ds, cfg)
+        mixing = {"weighted": weighted, "stopping": cfg.split.stopping if weighted else None,
+                  "limit_dropped": sum(s["limit_dropped"] for s in sources),
+                  "dropped": sum(s["mixing_dropped"] for s in sources),
+                  "repeated": sum(s["mixing_repeated"] for s in sources),
+                  "max_rows_dropped": max_rows_dropped, "rows": ds.num_rows}
+        # a training stage passes its run folder; its data keys sit under `data.`
+        splits = _split(ds, cfg, steps, key=("data." if run is not None else "") + "split.validation")
         lengths = LengthStats("tokens" if tok is not None else "characters", max_length=cfg.check.max_length)
         for row in splits["train"]:
             lengths.add(token_length(row, tok) if tok is not None else char_length(row))
-        card = _card(cfg, formats, kind, steps, splits, lengths)
+        card = _card(cfg, formats, kind, steps, splits, lengths, sources, mixing)
         report_files = reports.close()
         result = PrepareResult(splits, card)
         result.reports = {f.stem: f for f in report_files}       # kept in scratch when written nowhere else
@@ -260,9 +315,10 @@ def prepare(config: DataPrepConfig | dict | None = None, *, run_dir: RunDir | st
 
 
 def _card(cfg: DataPrepConfig, formats: dict[str, str], kind: str, steps: _Steps, splits: Any,
-          lengths: LengthStats) -> dict[str, Any]:
+          lengths: LengthStats, sources: list[dict[str, Any]], mixing: dict[str, Any]) -> dict[str, Any]:
     return {
         "inputs": [i.path for i in cfg.inputs], "formats": formats, "kind": kind,
+        "sources": sources, "mixing": mixing,
         "columns": list(splits["train"].column_names),
         "steps": {"rows_read": steps.rows_read, "bad_rows_skipped": steps.bad_rows_skipped,
                   "filtered": steps.filtered, "filter_reasons": dict(steps.filter_reasons),

@@ -31,12 +31,14 @@ DATASETS_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 
 @dataclass
 class RawRow:
-    """One row as read: `data` is the parsed record, or None with `error` saying why not."""
+    """One row as read: `data` is the parsed record, or None with `error` saying why not.
+    `plain_text`: the row is a piece of a plain-text file (`{"text": ...}`, no fields of its own)."""
 
     source: str
     line: int
     data: dict[str, Any] | None
     error: str | None = None
+    plain_text: bool = False
 
 
 def _suffix(path: Path) -> str:
@@ -140,12 +142,12 @@ def _read_parquet(path: Path, name: str) -> Iterator[RawRow]:
 
 def _read_text(path: Path, name: str, unit: str) -> Iterator[RawRow]:
     if unit == "file":
-        yield RawRow(name, 1, {"text": "".join(line for _, line in _lines(path))})
+        yield RawRow(name, 1, {"text": "".join(line for _, line in _lines(path))}, plain_text=True)
         return
     if unit == "line":
         for number, line in _lines(path):
             if line.strip():
-                yield RawRow(name, number, {"text": line.rstrip("\r\n")})
+                yield RawRow(name, number, {"text": line.rstrip("\r\n")}, plain_text=True)
         return
     buf: list[str] = []
     start = 0
@@ -155,10 +157,10 @@ def _read_text(path: Path, name: str, unit: str) -> Iterator[RawRow]:
                 start = number
             buf.append(line)
         elif buf:
-            yield RawRow(name, start, {"text": "".join(buf).rstrip("\r\n")})
+            yield RawRow(name, start, {"text": "".join(buf).rstrip("\r\n")}, plain_text=True)
             buf = []
     if buf:
-        yield RawRow(name, start, {"text": "".join(buf).rstrip("\r\n")})
+        yield RawRow(name, start, {"text": "".join(buf).rstrip("\r\n")}, plain_text=True)
 
 
 def _read_file(path: Path, unit: str, header: bool) -> Iterator[RawRow]:
@@ -201,6 +203,32 @@ def _read_hub(dataset_id: str, split: str) -> Iterator[RawRow]:
     ds = load_dataset(dataset_id, split=split, streaming=True)
     for number, data in enumerate(ds, start=1):
         yield RawRow(f"{dataset_id}[{split}]", number, data)
+
+
+def text_of(row: RawRow, text_field: str = "text") -> Any:
+    """The value of the configured text field of a (readable) row. A plain-text file's rows have no
+    fields of their own and give their text whatever `text_field` is; any other row without the
+    field is a UserError naming the file and line, the missing field and the fields the row has
+    (never a silent fall back to `text`).
+
+    Example:
+        >>> text_of(RawRow("a.jsonl", 1, {"body": "hi"}), "body")
+        'hi'
+        >>> text_of(RawRow("a.jsonl", 1, {"text": "hi"}), "body")
+        Traceback (most recent call last):
+        ...
+        tunesmith.core.errors.UserError: a.jsonl:1: field "body" is missing; this row has the fields: text (set data.text_field to the field that holds the text, e.g. --data.text_field text)
+    """
+    if row.plain_text:
+        return row.data["text"]
+    if text_field not in row.data:
+        names = [str(k) for k in row.data]
+        have = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "") if names else "none"
+        strings = [k for k in names if isinstance(row.data[k], str)]
+        example = f", e.g. --data.text_field {strings[0]}" if strings else ""
+        raise UserError(f"is missing; this row has the fields: {have}", file=row.source, line=row.line,
+                        field=text_field, fix=f"set data.text_field to the field that holds the text{example}")
+    return row.data[text_field]
 
 
 def list_files(folder: Path) -> list[Path]:

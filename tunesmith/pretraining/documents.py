@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..core.errors import UserError
-from ..data.readers import read_rows
+from ..data.readers import read_rows, text_of
 
 
 def embedded_corpus() -> Path:
@@ -30,12 +30,7 @@ def iter_documents(specs: list[str], text_field: str = "text", split_text: str =
         for row in read_rows(spec, text_unit=split_text):
             if row.error:
                 raise UserError(row.error, file=row.source, line=row.line)
-            field = text_field if text_field in row.data or set(row.data) != {"text"} else "text"  # .txt rows
-            if field not in row.data:
-                keys = ", ".join(list(row.data)[:8])
-                raise UserError(f"is missing (row has: {keys})", file=row.source, line=row.line,
-                                field=field, fix="set data.text_field to the column that holds the text")
-            text = row.data[field]
+            text = text_of(row, text_field)     # .txt rows give their text; others must have the field
             if text is None:
                 continue
             if not isinstance(text, str):
