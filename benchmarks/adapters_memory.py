@@ -50,8 +50,10 @@ def run_one(folder: str, adapter: dict, batch: int, seq: int, steps: int) -> dic
     from tunesmith.adapters.optim import build_optimizer
     torch.manual_seed(0)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
+    adapter = dict(adapter)
+    ckpt = adapter.pop("gradient_checkpointing", False)
     cfg = AdapterConfig(**adapter)
-    model = apply(load_base(folder, cfg, dtype="float32"), cfg)
+    model = apply(load_base(folder, cfg, dtype="float32"), cfg, gradient_checkpointing=ckpt)
     model.train()
     opt = build_optimizer(model, cfg, lr=1e-4)
     ids = torch.randint(3, model.config.vocab_size, (batch, seq))
@@ -73,8 +75,10 @@ def count_saved(folder: str, adapter: dict, batch: int, seq: int) -> int:
     """Bytes of the tensors autograd keeps for backward after one forward (weights excluded)."""
     import torch
     from tunesmith.adapters import AdapterConfig, apply, load_base
+    adapter = dict(adapter)
+    ckpt = adapter.pop("gradient_checkpointing", False)
     cfg = AdapterConfig(**adapter)
-    model = apply(load_base(folder, cfg, dtype="float32"), cfg)
+    model = apply(load_base(folder, cfg, dtype="float32"), cfg, gradient_checkpointing=ckpt)
     model.train()
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
@@ -140,7 +144,10 @@ def main() -> None:
                       f"{saved / (args.batch * args.seq):9.0f} bytes per token", flush=True)
                 continue
             got = saved["runs"][label] if args.replan else measure(tmp, adapter, args.batch, args.seq, args.steps)
-            predicted = plan(tmp, AdapterConfig(**adapter), batch_size=args.batch, seq_len=args.seq)
+            settings = dict(adapter)
+            ckpt = settings.pop("gradient_checkpointing", False)
+            predicted = plan(tmp, AdapterConfig(**settings), batch_size=args.batch, seq_len=args.seq,
+                             gradient_checkpointing=ckpt)
             error = (predicted.total - got["train_peak"]) / got["train_peak"]
             rows.append((label, got, predicted, error))
             print(f"{label:32s} train peak {got['train_peak'] / 2**30:6.2f} GiB  process peak "

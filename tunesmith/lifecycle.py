@@ -20,10 +20,12 @@ A stage calls `run_stage(name, cfg, load, build)`:
 """
 from __future__ import annotations
 
+import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from transformers import TrainerCallback, set_seed
 
@@ -33,6 +35,7 @@ from .core.device import pick_dtype
 from .core.distributed import main_process_first
 from .core.result import StageResult
 from .core.rundir import RunDir, atomic_dir, default_run_dir
+from .core.trainer_args import batch_layout
 from .core.training import run_training
 
 
@@ -69,13 +72,15 @@ def run_stage(stage: str, cfg: Any, load: Callable[[RunDir, str], Any],
               result_cls: type[StageResult] = StageResult) -> StageResult:
     """Run one training stage through the lifecycle (see the module docstring)."""
     run = open_run(cfg.run, stage)
+    batch_layout(cfg.train)  # a batch that does not split over micro-batches and processes: before anything
     dtype = pick_dtype(cfg.train.dtype)
     set_seed(cfg.train.seed)
-    with main_process_first():  # the others reuse what it prepared
-        loaded = load(run, dtype)
-    run.start(cfg, seed=cfg.train.seed, dtype=dtype, **getattr(loaded, "environment", {}))
-    resume = resume_checkpoint(run, cfg.run.resume)
-    plan = build(loaded, run, dtype, resume is not None)
+    with _removed_on_failure(run):  # a run that fails before training leaves no folder behind
+        with main_process_first():  # the others reuse what it prepared
+            loaded = load(run, dtype)
+        run.start(cfg, seed=cfg.train.seed, dtype=dtype, **getattr(loaded, "environment", {}))
+        resume = resume_checkpoint(run, cfg.run.resume)
+        plan = build(loaded, run, dtype, resume is not None)
     trainer = plan.trainer
     adapter = getattr(cfg, "adapter", None)
     if adapter is not None:
@@ -104,6 +109,21 @@ def run_stage(stage: str, cfg: Any, load: Callable[[RunDir, str], Any],
     run.write_json("results.json", {"metrics": metrics, "model_path": str(path), **extra})
     finish_run(run, trainer.state.global_step, getattr(cfg, "push_to_hub", None))
     return result_cls(run.path, path, metrics, **extra)
+
+
+@contextmanager
+def _removed_on_failure(run: RunDir) -> Iterator[None]:
+    """Remove the run folder when the block fails and the folder did not exist before it (data
+    cards, task data and config.yaml written while inputs load). An existing folder (`--resume`,
+    `run.overwrite`) keeps what it had: its checkpoints and metrics are only replaced once training
+    starts."""
+    fresh = not run.path.exists()
+    try:
+        yield
+    except Exception:
+        if fresh and run.main:
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
 
 
 def use_adapter_optimizer(trainer: Any, adapter: Any, train: Any) -> None:
@@ -135,6 +155,10 @@ def save_output(run: RunDir, model: Any, tokenizer: Any, adapter: Any, base_path
     final = run.path / "model"
     if not run.main:
         return final
+    # a policy loaded from an adapter folder (tunesmith.adapters.chain) names its own base and, when it
+    # continues that adapter, the adapter's own settings
+    base_path = getattr(model, "tunesmith_base", base_path)
+    adapter = getattr(model, "tunesmith_adapter", adapter)
     if adapter is None or adapter.method == "full":
         with atomic_dir(final) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from .core.config import Section, coerce, deep_merge
-from .core.rundir import RunDir, atomic_write_json, default_run_dir
+from .core.rundir import RunDir, atomic_write_json, check_writable_dir, default_run_dir
 from .core.train_config import no_parent_hops
 from .stages import STAGES, get_stage
 
@@ -54,15 +54,11 @@ def _output_of(stage_dir: Path) -> Path | None:
 
 
 def _feedable(output: Path, stage_dir: Path) -> Path:
-    """A full model folder the next stage can load: adapters are merged into their base."""
-    if not (output / "adapter_config.json").exists():
-        return output
-    merged = stage_dir / "merged"
-    if not (merged / "config.json").exists():
-        from .adapters.merge import merge
+    """A full model folder the next stage can load: adapters are merged into their base
+    (`RUN/<n>-<name>/merged`, `tunesmith.adapters.chain`)."""
+    from .adapters.chain import model_folder
 
-        merge(output, merged)
-    return merged
+    return model_folder(output)
 
 
 def wire_model(kind: str, cfg: dict, previous: Path | None) -> dict:
@@ -89,7 +85,9 @@ def run_pipeline(config: PipelineConfig | dict | str | None = None, **sections) 
         get_stage(kind, field=f"stages.{i - 1}.stage", where=f"stage {i}: ")
         name = str(stage.get("name", kind))
         plan.append((i, kind, name, {k: v for k, v in stage.items() if k not in ("stage", "name")}))
-    root = RunDir(Path(cfg.run.dir or default_run_dir("run"))).make()
+    root_dir = Path(cfg.run.dir or default_run_dir("run"))
+    check_writable_dir(root_dir)  # a file, or a folder that cannot be written: one line, nothing made
+    root = RunDir(root_dir).make()
     atomic_write_json(root.path / "pipeline.json", cfg.model_dump(mode="json"))
     previous: Path | None = None
     result = PipelineResult(root.path, None)
@@ -117,4 +115,8 @@ def run_pipeline(config: PipelineConfig | dict | str | None = None, **sections) 
     result.model_path = previous
     atomic_write_json(root.path / "results.json", {"stages": result.stages, "metrics": result.metrics,
                                                    "model_path": str(previous) if previous else None})
+    if root.main:  # the root's report: every stage's curves and results on one page
+        from .report import write_report
+
+        write_report(root.path)
     return result

@@ -84,9 +84,9 @@ def test_decoder_classification_score_head_is_trained():
 def test_gradient_checkpointing_gives_same_gradients():
     grads = []
     for ckpt in (False, True):
-        cfg = AdapterConfig(rank=4, gradient_checkpointing=ckpt, dropout=0.0, init="gaussian")
+        cfg = AdapterConfig(rank=4, dropout=0.0, init="gaussian")
         torch.manual_seed(1)
-        model = apply(nano("llama"), cfg)
+        model = apply(nano("llama"), cfg, gradient_checkpointing=ckpt)
         model.train()
         model(**lm_batch()).loss.backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad]))

@@ -29,7 +29,7 @@ def test_components_move_the_right_way():
     full = plan(config, AdapterConfig(method="full"), batch_size=4, seq_len=256)
     lora = plan(config, AdapterConfig(method="lora"), batch_size=4, seq_len=256)
     qlora = plan(config, AdapterConfig(method="qlora"), batch_size=4, seq_len=256)
-    ckpt = plan(config, AdapterConfig(method="lora", gradient_checkpointing=True), batch_size=4, seq_len=256)
+    ckpt = plan(config, AdapterConfig(method="lora"), batch_size=4, seq_len=256, gradient_checkpointing=True)
     assert lora.phases["step"] < full.phases["step"] / 10
     assert qlora.parts["weights"] < lora.parts["weights"]
     assert ckpt.phases["activations"] < lora.phases["activations"]
@@ -83,8 +83,8 @@ def test_activation_and_step_terms():
     int8 = plan(config, AdapterConfig(method="lora", dropout=0.0, quantize="int8"), batch_size=2, seq_len=16)
     assert int8.phases["activations"] - lora.phases["activations"] == pytest.approx(
         tokens * planner.INT8_INPUT_BYTES * inputs, abs=2)  # bitsandbytes keeps each input
-    ckpt = plan(config, AdapterConfig(method="lora", dropout=0.0, gradient_checkpointing=True),
-                batch_size=2, seq_len=16)
+    ckpt = plan(config, AdapterConfig(method="lora", dropout=0.0), batch_size=2, seq_len=16,
+                gradient_checkpointing=True)
     recompute = 2 * tokens * 4 * (6 * h + 2 * kv + 4 * inter)
     assert ckpt.phases["activations"] == int(tokens * (4 * h * layers + 4 * h) + max(logits, recompute))
 

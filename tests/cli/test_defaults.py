@@ -79,8 +79,7 @@ def test_plan_uses_the_stage_defaults(name, model_dir, capsys):
         "seq_len": stage.seq_len(cfg) or ASSUMED_SEQ_LEN,
         "method": adapter.method if adapter else "full",
         "quantize": adapter.resolved_quantize() if adapter else "none",
-        "gradient_checkpointing": bool(getattr(adapter, "gradient_checkpointing", False)
-                                       or getattr(cfg.train, "gradient_checkpointing", False)),
+        "gradient_checkpointing": cfg.train.gradient_checkpointing,
         "optimizer": adapter.optimizer if adapter and stage.adapter_optimizer else "adamw",
     }
     planned = plan_recipe(given, PlanConfig(stage=name)).main.settings
@@ -117,7 +116,7 @@ def test_plan_counts_the_adapter_optimizer_of_every_stage_that_has_an_adapter(mo
     fits = plan_recipe({"model": {"path": model_dir}}, PlanConfig(stage="dpo", memory="64GB")).options
     assert fits and "adamw_8bit" in {p.settings["optimizer"] for p in fits}
     proc = run_cli_here(capsys, "plan", "--stage", "sft", "--model.path", model_dir, "--adapter.optimizer",
-                        "adamw_8bit", "--adapter.gradient-checkpointing", "--batch-size", "2")
+                        "adamw_8bit", "--train.gradient_checkpointing", "true", "--batch-size", "2")
     assert proc.returncode == 0, proc.stderr
     assert "optimizer=adamw_8bit," in proc.stdout and "gradient_checkpointing=True" in proc.stdout
     assert "batch_size=2," in proc.stdout and "# note:" not in proc.stdout
@@ -158,3 +157,17 @@ def test_plan_a_pipeline_stage_by_stage(tmp_path, capsys):
     assert proc.returncode == 0 and len(PLAN_HEAD.findall(proc.stdout)) == 3, proc.stderr
     assert_user_error(run_cli_here(capsys, "plan", str(recipe), "--train.lr", "1"), "planned as written")
     assert_user_error(run_cli_here(capsys, "plan", "--device", "tpu"), '"device"', "cpu")
+
+
+def test_gradient_checkpointing_is_one_key_and_the_old_adapter_key_still_reads(model_dir):
+    """train.gradient_checkpointing is the switch in every stage; a recipe's adapter.gradient_checkpointing
+    (its home before) lands there."""
+    from tunesmith.alignment.sft import SFTConfig
+    from tunesmith.adapters import AdapterConfig
+
+    assert "gradient_checkpointing" not in AdapterConfig.model_fields
+    old = build(SFTConfig, {"model": {"path": model_dir}, "adapter": {"gradient_checkpointing": True, "rank": 4}})
+    assert old.train.gradient_checkpointing and old.adapter.rank == 4
+    both = build(SFTConfig, {"model": {"path": model_dir}, "adapter": {"gradient_checkpointing": True},
+                             "train": {"gradient_checkpointing": False}})
+    assert not both.train.gradient_checkpointing   # the new key wins

@@ -143,6 +143,8 @@ COMMANDS: dict[str, Quick] = {
     "--rewards.functions '[exact_match, format]'":
         Quick((*ALIGN, "--generation.num_generations", "2", "--generation.max_new_tokens", "4",
                "--rl.eval_samples", "1")),
+    "tunesmith sft --model.path runs/sft --model.adapter continue --tasks.names '[add]'":
+        Quick((*ALIGN, "--sft.max_length", "64")),
     "tunesmith distill --model.path runs/student/model --teacher.path runs/teacher/model --tasks.names '[add]' "
     "--distill.divergence jsd": Quick((*ALIGN, "--distill.max_length", "64")),
     # Pipelines
@@ -278,8 +280,10 @@ def workspace(tmp_path_factory, shared_data):
         mp.chdir(ws)
         assert _run(["pretrain", *PRETRAIN, "--run.dir", "runs/base"]) == 0
         sft = ["sft", "--model.path", "runs/base/model", "--tasks.names", "[add]", *ALIGN, "--sft.max_length", "64"]
-        assert _run([*sft, "--adapter.method", "full", "--run.dir", "runs/sft"]) == 0   # a full model
-        assert _run([*sft, "--run.dir", "runs/x"]) == 0                                 # a LoRA adapter
+        # runs/sft/model is what the README's sft line writes: a LoRA adapter (the stage's default),
+        # which every later command takes as its model (merged once into runs/sft/merged)
+        assert _run([*sft, "--run.dir", "runs/sft"]) == 0
+        assert _run([*sft, "--run.dir", "runs/x"]) == 0
     shutil.copytree(ws / "runs" / "base" / "model", ws / "my-model")
     for name in ("student", "teacher"):
         shutil.copytree(ws / "runs" / "base" / "model", ws / "runs" / name / "model")

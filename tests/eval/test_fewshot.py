@@ -87,7 +87,9 @@ def test_fewshot_run_produces_a_full_score_table(nano_lm, superglue_dir, tmp_pat
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["tasks"][1]["metrics"] == pytest.approx(result.tasks[1].metrics)
     assert (tmp_path / "run" / "results.md").read_text().count("| CB |") == 1
-    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 9
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len([r for r in logged if "task" in r]) == 9 and "peak_rss_mb" in logged[-1]
+    assert "| CB |" in (tmp_path / "run" / "report.md").read_text() and (tmp_path / "run" / "report.html").is_file()
 
 
 def test_stsb_fewshot_predicts_expected_scores(nano_lm, glue_dir):

@@ -66,6 +66,8 @@ def test_pipeline_feeds_stages_and_resumes_after_kill(tmp_path):
     assert dpo_cfg["model"]["path"].endswith("2-sft/merged")  # SFT's adapter merged before DPO
     final = AutoModelForCausalLM.from_pretrained(out["model_path"])
     assert final.config.num_hidden_layers == 1
+    report = (tmp_path / "pipe" / "report.md").read_text()   # the root's report covers every stage
+    assert all(name in report for name in ("1-base", "2-sft", "3-dpo"))
 
 
 def test_bad_stage_type(tmp_path):

@@ -115,7 +115,8 @@ def peft_config(model: nn.Module, adapter: AdapterConfig | dict | None = None,
 
 
 def apply(model: nn.Module, adapter: AdapterConfig | dict | None = None,
-          adapter_name: str = "default", *, token_ids: Sequence[int] | None = None) -> nn.Module:
+          adapter_name: str = "default", *, token_ids: Sequence[int] | None = None,
+          gradient_checkpointing: bool = False) -> nn.Module:
     """Wrap `model` with the adapter `adapter` describes; only adapter (and head) weights train,
     plus, for a LoRA-family method, the embedding (and untied LM-head) rows of `token_ids`
     (`tokens.trainable_token_ids(adapter, tokenizer)` resolves `adapter.trainable_tokens`).
@@ -132,9 +133,9 @@ def apply(model: nn.Module, adapter: AdapterConfig | dict | None = None,
         return_freed_memory()  # CPU training: freed activations go back to the system
     if is_quantized(model):
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=cfg.gradient_checkpointing,
+            model, use_gradient_checkpointing=gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False})
-    elif cfg.gradient_checkpointing:
+    elif gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     if cfg.task == "causal_lm":
         use_lean_loss(model)
@@ -142,7 +143,7 @@ def apply(model: nn.Module, adapter: AdapterConfig | dict | None = None,
         for p in model.parameters():
             p.requires_grad_(True)
         return model
-    if cfg.method in PROMPT_METHODS and cfg.gradient_checkpointing:
+    if cfg.method in PROMPT_METHODS and gradient_checkpointing:
         model.enable_input_require_grads()
     peft_model = get_peft_model(model, peft_config(model, cfg, token_ids), adapter_name=adapter_name)
     if cfg.method == "prefix_tuning":

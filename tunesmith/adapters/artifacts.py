@@ -55,6 +55,9 @@ def save_adapter(model: nn.Module, output: str | os.PathLike, adapter: AdapterCo
     record = {"adapter": adapter.model_dump(mode="json"),
               "base": str(Path(base).resolve()) if base is not None else None,
               "num_labels": base_model.config.num_labels if adapter.task == "seq_cls" else None}
+    if isinstance(model, PeftModel) and base is not None and Path(base).is_dir():
+        for peft_cfg in model.peft_config.values():  # stock PEFT loads it from any working directory
+            peft_cfg.base_model_name_or_path = str(Path(base).resolve())
     with atomic_dir(output) as tmp:
         if not isinstance(model, PeftModel):
             model.save_pretrained(tmp, safe_serialization=True)

@@ -72,8 +72,6 @@ class AdapterConfig(Section):
     compute_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description=(
         "dtype of 4-bit matmuls and adapter weights; auto means bfloat16 on a GPU that supports "
         "it, float32 otherwise"))
-    gradient_checkpointing: bool = Field(False, description=(
-        "recompute activations in the backward pass (less memory, ~30% slower)"))
     optimizer: Literal["adamw", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit"] = Field(
         "adamw", description="optimizer: adamw (torch) or bitsandbytes 8-bit / paged AdamW")
 

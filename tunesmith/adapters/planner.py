@@ -176,7 +176,7 @@ def _saved_per_token(meta: nn.Module, cfg: AdapterConfig, chosen: list, seq_len:
 
 def plan(model: str | os.PathLike | PretrainedConfig | nn.Module,
          adapter: AdapterConfig | dict | None = None, *, batch_size: int = 1, seq_len: int = 512,
-         device: str = "cpu", num_labels: int = 2) -> MemoryPlan:
+         device: str = "cpu", num_labels: int = 2, gradient_checkpointing: bool = False) -> MemoryPlan:
     """Predict the peak memory of training `model` with `adapter` at this batch shape.
 
     p = plan("runs/base/model", AdapterConfig(method="qlora"), batch_size=4, seq_len=1024)
@@ -208,7 +208,7 @@ def plan(model: str | os.PathLike | PretrainedConfig | nn.Module,
     layers = c.num_hidden_layers
     out_width = num_labels if cfg.task == "seq_cls" else c.vocab_size
     logits = LOGIT_COPIES * 4 * out_width * (batch_size if cfg.task == "seq_cls" else tokens)
-    if cfg.gradient_checkpointing:
+    if gradient_checkpointing:
         kept = tokens * (4 * c.hidden_size * layers + outside)
         backward = kept + max(logits, 2 * tokens * per_layer)  # one layer recomputed + its grads
     else:
@@ -218,7 +218,7 @@ def plan(model: str | os.PathLike | PretrainedConfig | nn.Module,
              "adapter": 4 * trainable if cfg.method != "full" else 0, "optimizer": int(state)}
     phases = {"activations": int(backward), "step": int(step)}
     settings = {"method": cfg.method, "quantize": quant, "rank": cfg.rank,
-                "gradient_checkpointing": cfg.gradient_checkpointing,
+                "gradient_checkpointing": gradient_checkpointing,
                 "optimizer": cfg.optimizer, "batch_size": batch_size, "seq_len": seq_len,
                 "trainable_params": int(trainable), "total_params": int(total)}
     return MemoryPlan(settings, parts, phases)
@@ -238,7 +238,7 @@ def fitting(model: str | os.PathLike | PretrainedConfig | nn.Module, budget: int
         for ckpt in (False, True):
             for optimizer in ("adamw", "adamw_8bit"):
                 cfg = AdapterConfig(method=method, quantize=quant if method != "full" else "auto",
-                                    gradient_checkpointing=ckpt, optimizer=optimizer, task=task)
+                                    optimizer=optimizer, task=task)
                 candidates.append(plan(model, cfg, batch_size=batch_size, seq_len=seq_len,
-                                       device=device))
+                                       device=device, gradient_checkpointing=ckpt))
     return sorted(candidates, key=lambda p: (not p.fits(budget), p.total))

@@ -108,12 +108,10 @@ def _model(stage: Stage, name: str, cfg: BaseModel):
 
 
 def _adapter(stage: Stage, name: str, cfg: BaseModel, notes: list[str]) -> AdapterConfig:
-    """The stage's adapter block as it trains: full fine-tuning without one; checkpointing from either
-    switch (adapter or train); AdamW where the stage does not use `adapter.optimizer`."""
+    """The stage's adapter block as it trains: full fine-tuning without one; AdamW where the stage
+    does not use `adapter.optimizer`."""
     adapter = getattr(cfg, "adapter", None) or AdapterConfig(method="full")
     update: dict[str, Any] = {}
-    if getattr(getattr(cfg, "train", None), "gradient_checkpointing", False):
-        update["gradient_checkpointing"] = True
     if not stage.adapter_optimizer and adapter.optimizer != "adamw":
         notes.append(f"adapter.optimizer {adapter.optimizer} is not used by {name} (it trains with AdamW): "
                      "planned with adamw")
@@ -143,7 +141,8 @@ def plan_stage(name: str, cfg: BaseModel, options: PlanConfig | None = None, mod
     adapter = _adapter(stage, name, cfg, notes)
     batch, seq = _shape(stage, name, cfg, options, notes)
     model = model if model is not None else _model(stage, name, cfg)
-    main = plan(model, adapter, batch_size=batch, seq_len=seq, device=options.device)
+    main = plan(model, adapter, batch_size=batch, seq_len=seq, device=options.device,
+                gradient_checkpointing=getattr(getattr(cfg, "train", None), "gradient_checkpointing", False))
     fits = []
     if options.memory:
         fits = [p for p in fitting(model, options.memory, batch_size=batch, seq_len=seq, device=options.device,

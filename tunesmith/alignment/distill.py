@@ -32,6 +32,7 @@ from ..data import DataPrepConfig
 from . import toy_tasks as task_lib
 from .toy_tasks import end_of_turn_ids
 from ..lifecycle import Training, run_stage
+from ..adapters.chain import model_folder
 from .common import ModelSection, load_policy, load_tokenizer
 from .stage_data import TasksSection, stage_data
 from ..hub.config import PushConfig
@@ -63,7 +64,8 @@ class DistillConfig(Section):
     """
 
     model: ModelSection = Field(description="the student")
-    teacher: ModelSection = Field(description="the teacher (full model folder, same tokenizer as the student)")
+    teacher: ModelSection = Field(description=(
+        "the teacher (a model folder, run directory or adapter folder, merged; same tokenizer as the student)"))
     adapter: AdapterConfig = Field(default_factory=lambda: AdapterConfig(method="full"), description=(
         "how the student trains (full by default: students are small)"))
     data: DataPrepConfig = Field(default_factory=DataPrepConfig, description=(
@@ -88,10 +90,12 @@ def distill(config: DistillConfig | dict | str | None = None, **sections: Any) -
     d = cfg.distill
 
     def load(run: RunDir, dtype: str) -> SimpleNamespace:
-        student, tok = load_policy(cfg.model, cfg.adapter)
-        teacher = load_causal_lm(cfg.teacher.path, trust_remote_code=cfg.teacher.trust_remote_code,
-                                 allow_pickle=cfg.teacher.allow_pickle).eval()
-        check_same_tokenizer(tok, load_tokenizer(cfg.teacher), student, teacher, cfg.teacher.path)
+        student, tok = load_policy(cfg.model, cfg.adapter,
+                                    gradient_checkpointing=cfg.train.gradient_checkpointing)
+        teacher_cfg = cfg.teacher.model_copy(update={"path": str(model_folder(cfg.teacher.path, "teacher.path"))})
+        teacher = load_causal_lm(teacher_cfg.path, trust_remote_code=teacher_cfg.trust_remote_code,
+                                 allow_pickle=teacher_cfg.allow_pickle).eval()
+        check_same_tokenizer(tok, load_tokenizer(teacher_cfg), student, teacher, cfg.teacher.path)
         train_ds, heldout = conversation_data(cfg, run, tok)
         return SimpleNamespace(student=student, teacher=teacher, tok=tok, train=train_ds, heldout=heldout,
                                environment={"train_rows": len(train_ds)})

@@ -28,6 +28,7 @@ import trl
 from pydantic import Field
 
 from ..adapters import AdapterConfig
+from ..adapters.chain import is_adapter_folder, model_folder, run_output
 from ..compat import DPO_LOSS_TYPES, trl_experimental
 from ..core.config import Section, coerce
 from ..core.distributed import main_process_first, world_size
@@ -116,16 +117,21 @@ class SimPOConfig(_PreferenceConfig):
     simpo: SimPOSection = Field(default_factory=SimPOSection, description="SimPO loss")
 
 
-def _reference(choice: str, adapter: AdapterConfig) -> str:
+def _reference(choice: str, cfg: _PreferenceConfig) -> str:
+    """`auto`: precomputed log-probs for full fine-tuning, the adapter-disabled base for a new adapter,
+    and a frozen copy of the starting model when continuing an adapter (`model.adapter: continue`:
+    disabling that adapter would give its base, not the model being aligned)."""
     if choice != "auto":
         return choice
-    return "precomputed" if adapter.method == "full" else "adapter_disabled"
+    if cfg.model.adapter == "continue" and is_adapter_folder(run_output(cfg.model.path)):
+        return "copy"
+    return "precomputed" if cfg.adapter.method == "full" else "adapter_disabled"
 
 
 def _precomputes(cfg: _PreferenceConfig, stage: str) -> bool:
     """Whether the stage precomputes reference log-probs (dpo/kto with the reference `precomputed`)."""
     block = {"dpo": getattr(cfg, "dpo", None), "kto": getattr(cfg, "kto", None)}.get(stage)
-    return block is not None and _reference(block.reference, cfg.adapter) == "precomputed"
+    return block is not None and _reference(block.reference, cfg) == "precomputed"
 
 
 def _shared(run: RunDir, name: str, dataset: Any) -> Any:
@@ -159,13 +165,13 @@ def _trainer(cfg: _PreferenceConfig, stage: str, model: Any, tok: Any, run: Any,
                             fix="set dpo.label_smoothing, e.g. 0.001 for exo_pair, 0.1 for robust")
         args = trl.DPOConfig(**base, loss_type=loss, loss_weights=d.loss_weights, beta=d.beta,
                              label_smoothing=d.label_smoothing, max_length=d.max_length,
-                             precompute_ref_log_probs=_reference(d.reference, cfg.adapter) == "precomputed")
+                             precompute_ref_log_probs=_reference(d.reference, cfg) == "precomputed")
         return trl.DPOTrainer(args=args, ref_model=_ref_copy(d.reference, cfg), **common)
     if stage == "kto":
         k = cfg.kto
         args = trl.KTOConfig(**base, loss_type=k.loss_type, beta=k.beta, desirable_weight=k.desirable_weight,
                              undesirable_weight=k.undesirable_weight, max_length=k.max_length,
-                             precompute_ref_log_probs=_reference(k.reference, cfg.adapter) == "precomputed")
+                             precompute_ref_log_probs=_reference(k.reference, cfg) == "precomputed")
         return trl.KTOTrainer(args=args, ref_model=_ref_copy(k.reference, cfg), **common)
     if stage == "orpo":
         TrlORPOConfig, ORPOTrainer = trl_experimental("orpo")
@@ -181,11 +187,12 @@ def _trainer(cfg: _PreferenceConfig, stage: str, model: Any, tok: Any, run: Any,
 def _ref_copy(choice: str, cfg: _PreferenceConfig) -> Any:
     """A frozen reference model only when asked for (`reference: copy`); otherwise None lets TRL use the
     adapter-disabled base or the precomputed log-probs."""
-    if _reference(choice, cfg.adapter) != "copy":
+    if _reference(choice, cfg) != "copy":
         return None
     from ..core.modelio import load_causal_lm
 
-    ref = load_causal_lm(cfg.model.path)
+    ref = load_causal_lm(model_folder(cfg.model.path), trust_remote_code=cfg.model.trust_remote_code,
+                         allow_pickle=cfg.model.allow_pickle)
     ref.requires_grad_(False)
     return ref.eval()
 
@@ -194,7 +201,8 @@ def run_preference(cfg: _PreferenceConfig, stage: str) -> StageResult:
     """The body every preference stage shares."""
 
     def load(run: RunDir, dtype: str) -> SimpleNamespace:
-        model, tok = load_policy(cfg.model, cfg.adapter)
+        model, tok = load_policy(cfg.model, cfg.adapter,
+                                  gradient_checkpointing=cfg.train.gradient_checkpointing)
         data = stage_data(cfg.data, cfg.tasks, run, tok, "kto" if stage == "kto" else "preference")
         return SimpleNamespace(model=model, tok=tok, data=data, pairs=heldout_pairs(cfg.tasks, data),
                                eval=_eval_split(stage, cfg, data),

@@ -72,7 +72,8 @@ def reward(config: RewardConfig | dict | str | None = None, **sections) -> Stage
     cfg = _with_score_head(coerce(RewardConfig, config, **sections))
 
     def load(run: RunDir, dtype: str) -> SimpleNamespace:
-        model, tok = load_policy(cfg.model, cfg.adapter, num_labels=1)
+        model, tok = load_policy(cfg.model, cfg.adapter, num_labels=1,
+                                  gradient_checkpointing=cfg.train.gradient_checkpointing)
         data = _preference_data(cfg, run, tok)
         if not data.get("validation"):
             raise UserError("no held-out pairs to measure pairwise accuracy on", field="data.split.validation",

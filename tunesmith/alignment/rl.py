@@ -25,7 +25,6 @@ import importlib.util
 import math
 import os
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Literal, Sequence
 
@@ -41,6 +40,7 @@ from ..core.trainer_args import batch_layout, training_kwargs, world_size
 from ..data import DataPrepConfig, render_messages
 from . import toy_tasks as task_lib
 from ..lifecycle import Training, run_stage
+from ..adapters.chain import run_output
 from .common import ModelSection, load_policy, load_tokenizer
 from .stage_data import TasksSection, stage_data
 from .toy_tasks import end_of_turn_ids
@@ -122,7 +122,8 @@ def rlhf(config: RLHFConfig | dict | str | None = None, *, reward_funcs: Sequenc
     weights = _weights(cfg.rewards, len(funcs))
 
     def load(run: RunDir, dtype: str) -> SimpleNamespace:
-        model, tok = load_policy(cfg.model, cfg.adapter)
+        model, tok = load_policy(cfg.model, cfg.adapter,
+                                  gradient_checkpointing=cfg.train.gradient_checkpointing)
         getattr(model, "get_base_model", lambda: model)().generation_config.eos_token_id = end_of_turn_ids(tok)
         train_ds, heldout = prompt_data(cfg, run, tok)
         _check_prompt_lengths(train_ds["prompt"], tok, cfg.generation.max_prompt_length, "training")
@@ -265,7 +266,7 @@ def load_reward_model(folder: str) -> torch.nn.Module:
     from ..adapters.quantize import is_quantized
     from ..core.modelio import load_model
 
-    path = Path(folder)
+    path = run_output(folder)  # a reward run directory stands for its model
     if (path / "adapter_config.json").is_file():
         model = load_adapter(path)
         if not is_quantized(model):

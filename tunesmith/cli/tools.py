@@ -46,6 +46,9 @@ def _cmd_perplexity(args, extra: list[str]) -> int:
     if not model_path or not args.text:
         raise UserError("eval perplexity needs --model PATH and --text FILE")
     texts = [t for t in iter_documents([args.text]) if t.strip()]
+    from ..adapters.chain import model_folder
+
+    model_path = model_folder(model_path)  # a run directory or an adapter folder: the model it stands for
     model, tok = load_causal_lm(model_path), load_tokenizer(model_path)
     result = perplexity(model, tok, texts, block_size=args.block_size, stride=args.stride)
     print(json.dumps(result) if args.json else

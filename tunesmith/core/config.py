@@ -185,9 +185,29 @@ def with_stage_defaults(cls: type[BaseModel], data: dict) -> dict:
     return out
 
 
+# keys that moved: old dotted key -> new one (a recipe written before keeps working)
+MOVED_KEYS = {"adapter.gradient_checkpointing": "train.gradient_checkpointing"}
+
+
+def move_keys(cls: type[BaseModel], data: dict) -> dict:
+    """`data` with each moved key under its new name, where `cls` has the new key's section and the
+    new key is not also given."""
+    out = dict(data)
+    for old, new in MOVED_KEYS.items():
+        (old_sec, old_key), (new_sec, new_key) = old.split("."), new.split(".")
+        section = out.get(old_sec)
+        if not (isinstance(section, dict) and old_key in section and new_sec in cls.model_fields):
+            continue
+        out[old_sec] = {k: v for k, v in section.items() if k != old_key}
+        target = dict(out.get(new_sec) or {})
+        target.setdefault(new_key, section[old_key])
+        out[new_sec] = target
+    return out
+
+
 def build(cls: type[C], data: dict | None = None, source: str = "config") -> C:
     try:
-        return cls.model_validate(with_stage_defaults(cls, data or {}))
+        return cls.model_validate(with_stage_defaults(cls, move_keys(cls, data or {})))
     except ValidationError as e:
         raise format_validation_error(cls, e, source) from None
 

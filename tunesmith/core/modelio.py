@@ -17,6 +17,10 @@ def check_model_folder(path: str | os.PathLike, allow_pickle: bool = False) -> P
     if not p.is_dir():
         raise UserError("model folder not found", file=p, fix="give a local folder written by save_pretrained")
     if not (p / "config.json").exists():
+        if (p / "adapter_config.json").exists():  # every stage resolves these first (adapters.chain)
+            raise UserError("is an adapter folder, not a model folder", file=p,
+                            fix="give it as a stage's model.path (loaded on its recorded base), or merge it "
+                                "first: tunesmith merge ADAPTER OUT")
         raise UserError("not a model folder: config.json is missing", file=p)
     has_safe = any(p.glob("*.safetensors")) or (p / "model.safetensors.index.json").exists()
     has_pickle = any(f.suffix in PICKLE_SUFFIXES for f in p.iterdir())

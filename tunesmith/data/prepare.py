@@ -28,7 +28,7 @@ import numpy as np
 
 from ..core.config import coerce
 from ..core.errors import UserError
-from ..core.rundir import RunDir, atomic_dir, atomic_write_json, atomic_write_text
+from ..core.rundir import RunDir, check_writable_dir, atomic_dir, atomic_write_json, atomic_write_text
 from .card import mixing_line, render_card
 from .chat import load_tokenizer, token_length
 from .clean import clean_row, map_texts, row_text
@@ -225,6 +225,8 @@ def prepare(config: DataPrepConfig | dict | None = None, *, run_dir: RunDir | st
     if out_dir is not None and out_dir.exists() and any(out_dir.iterdir()) and not cfg.output.overwrite:
         raise UserError("output folder exists and is not empty", file=out_dir, field="output.dir",
                         fix="choose another folder or set output.overwrite: true")
+    if out_dir is not None:
+        check_writable_dir(out_dir, field="output.dir")
     run = RunDir(Path(run_dir)) if isinstance(run_dir, (str, Path)) else run_dir
     tok = tokenizer if tokenizer is not None else (load_tokenizer(cfg.check.tokenizer) if cfg.check.tokenizer else None)
 

@@ -19,7 +19,8 @@ from ..core.config import Section
 
 class ModelSection(Section):
     path: str | None = Field(None, description="local model folder (a causal LM for fewshot; any "
-                                                "encoder or decoder for finetune)")
+                                                "encoder or decoder for finetune), a run directory, or an "
+                                                "adapter folder (merged into its recorded base once)")
     tokenizer: str | None = Field(None, description="tokenizer folder (default: the model folder)")
 
 

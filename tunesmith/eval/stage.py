@@ -18,6 +18,7 @@ import torch
 
 from ..core.config import coerce
 from ..core.errors import UserError
+from ..adapters.chain import model_folder
 from ..core.rundir import RunDir
 from . import fewshot
 from .config import EvalConfig
@@ -39,6 +40,8 @@ def run(config: EvalConfig | dict | None = None, **sections: Any) -> EvalResult:
     cfg = coerce(EvalConfig, config, **sections)
     if cfg.model.path is None:
         raise UserError("no model given", field="model.path", fix="pass --model PATH (a local model folder)")
+    # a run directory or an adapter folder: the model it stands for (an adapter merged into its base)
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": str(model_folder(cfg.model.path))})})
     tasks = resolve_tasks(cfg.data.benchmark, cfg.data.tasks)
     # checked now, made once the model and every eval split have loaded: bad input leaves no run
     run_dir = RunDir.create(cfg.run.dir, overwrite=cfg.run.overwrite, make=False) if cfg.run.dir else None
@@ -65,6 +68,9 @@ def run(config: EvalConfig | dict | None = None, **sections: Any) -> EvalResult:
                         benchmark_average(cfg.data.benchmark, scores), len(counted))
     if run_dir:
         write_results(run_dir, result)
+        from ..lifecycle import finish_run
+
+        finish_run(run_dir)  # peak memory, report.md/report.html
     return result
 
 

@@ -42,6 +42,11 @@ class PretrainResult(StageResult):
 def pretrain(config: PretrainConfig | dict | None = None, **sections) -> PretrainResult:
     """Train a causal LM from scratch (or continue one) as `config` says; see PretrainConfig."""
     cfg = coerce(PretrainConfig, config, **sections)
+    if cfg.model.from_pretrained:  # a run directory or an adapter folder: the model it stands for
+        from ..adapters.chain import model_folder
+
+        path = str(model_folder(cfg.model.from_pretrained, "model.from_pretrained"))
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"from_pretrained": path})})
     _check(cfg)
 
     def load(run: RunDir, dtype: str) -> SimpleNamespace:

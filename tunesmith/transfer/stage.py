@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from datasets import Dataset
@@ -30,6 +30,7 @@ from ..hub.config import PushConfig
 from ..lifecycle import Training, run_stage
 from ..adapters.apply import apply, trainable_summary
 from ..adapters.artifacts import save_adapter
+from ..adapters.chain import model_folder
 from ..adapters.config import AdapterConfig
 from ..adapters.optim import build_optimizer
 from ..adapters.quantize import load_base
@@ -116,7 +117,8 @@ def finetune(config: FinetuneConfig | dict | None = None, *, train_dataset: Data
     if cfg.model is None:
         raise UserError("no base model given", field="model", fix="set model: PATH")
     adapter = cfg.adapter.model_copy(update={"task": "seq_cls"})
-    cfg = cfg.model_copy(update={"adapter": adapter})
+    # a run directory or an adapter folder: the model it stands for (an adapter merged into its base)
+    cfg = cfg.model_copy(update={"adapter": adapter, "model": str(model_folder(cfg.model, "model"))})
     regression = cfg.data.task == "regression"
     cols = Columns(cfg.data.text, cfg.data.text_pair, cfg.data.label)
 
@@ -135,7 +137,8 @@ def finetune(config: FinetuneConfig | dict | None = None, *, train_dataset: Data
         if labels is not None:
             model.config.id2label = {i: str(v) for i, v in enumerate(labels)}
             model.config.label2id = {str(v): i for i, v in enumerate(labels)}
-        model = apply(model, adapter, token_ids=trainable_token_ids(adapter, tokenizer))
+        model = apply(model, adapter, token_ids=trainable_token_ids(adapter, tokenizer),
+                      gradient_checkpointing=cfg.train.gradient_checkpointing)
         train_ds = _tokenize(train, tokenizer, cols, cfg.data.max_length).add_column(
             "labels", encode_labels(train, cols, labels, cfg.data.train or "train dataset"))
         eval_ds = None

@@ -1,0 +1,79 @@
+"""Stages that chain: every place that takes a model also takes a run directory or an adapter folder.
+
+- a run directory (holds `results.json` or `model/`) stands for the model it trained;
+- an adapter folder stands for its recorded base with the adapter on it. A stage that loads it as a
+  full model (`model.adapter: merge`, the default, and every model that is not trained: DPO's
+  reference copy, a distillation teacher, `eval`, `perplexity`) gets the adapter merged into its base,
+  written once beside the adapter (`<run>/merged` for a run's `model/`, else `<folder>-merged`) and
+  reused while it is newer than the adapter. A new adapter trained on it records that merged folder
+  as its base (an absolute path), so it loads with stock PEFT;
+- `model.adapter: continue` trains the adapter itself further: its base (quantized as it was
+  trained) with the adapter made trainable; the result records the original base.
+
+    model_folder("runs/sft")          # -> runs/sft/merged when runs/sft/model is a LoRA adapter
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..core.errors import UserError
+
+
+def is_adapter_folder(path: str | os.PathLike) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def run_output(path: str | os.PathLike) -> Path:
+    """The model a run directory trained (`results.json`'s model_path, else its `model/` or
+    `adapter/`); any other path as given."""
+    p = Path(path)
+    if (p / "config.json").is_file() or is_adapter_folder(p):
+        return p
+    results = p / "results.json"
+    if results.is_file():
+        try:
+            recorded = json.loads(results.read_text(encoding="utf-8")).get("model_path")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if recorded:
+            return Path(recorded) if Path(recorded).is_absolute() or Path(recorded).exists() else p / Path(recorded).name
+    for name in ("model", "adapter"):
+        if (p / name).is_dir():
+            return p / name
+    return p
+
+
+def merged_folder(adapter_dir: Path) -> Path:
+    """Where the merged copy of `adapter_dir` lives: beside it."""
+    if adapter_dir.name in ("model", "adapter") and (adapter_dir.parent / "config.yaml").is_file():
+        return adapter_dir.parent / "merged"
+    return adapter_dir.with_name(adapter_dir.name + "-merged")
+
+
+def _fresh(merged: Path, adapter_dir: Path) -> bool:
+    if not (merged / "config.json").is_file():
+        return False
+    weights = [f.stat().st_mtime for f in adapter_dir.glob("adapter_model.*")]
+    return not weights or (merged / "config.json").stat().st_mtime >= max(weights)
+
+
+def model_folder(path: str | os.PathLike, field: str = "model.path") -> Path:
+    """A full model folder for `path`: a model folder as it is, a run directory's model, an adapter
+    merged into its recorded base (written once beside it, then reused)."""
+    p = run_output(path)
+    if not is_adapter_folder(p):
+        return p
+    merged = merged_folder(p)
+    if not _fresh(merged, p):
+        from .artifacts import read_record
+        from .config import PROMPT_METHODS, AdapterConfig
+        from .merge import merge
+
+        method = AdapterConfig.model_validate(read_record(p)["adapter"]).method
+        if method in PROMPT_METHODS:
+            raise UserError(f"is a {method} adapter, which cannot be merged into its base", file=p, field=field,
+                            fix="set model.adapter: continue to train it further, or give its base folder")
+        merge(p, merged)
+    return merged
