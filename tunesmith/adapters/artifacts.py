@@ -20,6 +20,7 @@ from torch import nn
 
 from ..core.errors import UserError
 from ..core.rundir import atomic_dir
+from ..core.modelio import load_peft
 from .config import METHOD_INIT, AdapterConfig
 from .quantize import load_base
 
@@ -114,6 +115,5 @@ def load_adapter(adapter_dir: str | os.PathLike, base: str | os.PathLike | None 
     record = read_record(adapter_dir)
     cfg = AdapterConfig.model_validate(record["adapter"])
     model = load_base(resolve_base(adapter_dir, record, base), cfg, num_labels=record.get("num_labels"))
-    return PeftModel.from_pretrained(model, adapter_dir, adapter_name=adapter_name,
-                                     is_trainable=trainable)
+    return load_peft(model, adapter_dir, adapter_name=adapter_name, trainable=trainable)
 

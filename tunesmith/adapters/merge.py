@@ -13,13 +13,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 from torch import nn
 from transformers import AutoConfig
 
 from ..core.errors import UserError
 from ..core.rundir import atomic_dir
+from ..core.modelio import load_peft
 from .artifacts import copy_tokenizer_files, read_record, resolve_base
 from .config import PROMPT_METHODS, AdapterConfig
 from .quantize import DTYPES, bnb_config, load_base
@@ -54,7 +54,7 @@ def merge(adapter_dir: str | os.PathLike, output: str | os.PathLike, *,
     model = load_base(base_path, cfg, num_labels=record.get("num_labels"))
     if bnb_config(cfg) is not None:
         model = model.dequantize(dtype=target_dtype)
-    model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    model = load_peft(model, adapter_dir).merge_and_unload()
     model = model.to(target_dtype)
     with atomic_dir(output) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)

@@ -14,6 +14,7 @@ from peft import PeftModel
 from torch import nn
 
 from ..core.errors import UserError
+from ..core.modelio import load_peft
 from .apply import apply
 from .config import AdapterConfig
 
@@ -26,7 +27,7 @@ def load_many(base: nn.Module, adapters: dict[str, str | os.PathLike]) -> PeftMo
     if not adapters:
         raise UserError("no adapters given", field="adapters", fix="pass {name: folder, ...}")
     items = list(adapters.items())
-    model = PeftModel.from_pretrained(base, items[0][1], adapter_name=items[0][0])
+    model = load_peft(base, items[0][1], adapter_name=items[0][0])
     for name, path in items[1:]:
         model.load_adapter(path, adapter_name=name)
     model.set_adapter(items[0][0])
@@ -75,9 +76,9 @@ def stack(base: nn.Module, earlier: str | os.PathLike, adapter: AdapterConfig, *
     `model.save_pretrained(dir, selected_adapters=[name])`.
     """
     if merge_first:
-        merged = PeftModel.from_pretrained(base, Path(earlier)).merge_and_unload()
+        merged = load_peft(base, Path(earlier)).merge_and_unload()
         return apply(merged, adapter)
-    model = PeftModel.from_pretrained(base, Path(earlier), adapter_name="earlier")
+    model = load_peft(base, Path(earlier), adapter_name="earlier")
     model.add_adapter(name, _peft_config_for(model.get_base_model(), adapter))
     model.base_model.set_adapter(["earlier", name])
     for param_name, param in model.named_parameters():

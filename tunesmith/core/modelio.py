@@ -99,6 +99,29 @@ def load_model(path: str | os.PathLike, auto_class: Any = None, *, trust_remote_
         raise UserError(f"cannot load as {kind.get(auto_class.__name__, 'a model')}: {msg}", file=p) from None
 
 
+def load_peft(model: Any, folder: str | os.PathLike, *, adapter_name: str = "default", trainable: bool = False,
+              allow_pickle: bool = False):
+    """The one adapter loader: `PeftModel.from_pretrained(model, folder)` on a checked adapter folder
+    (adapter_config.json and safetensors weights, header read first; pickle `adapter_model.bin` only
+    with `allow_pickle`). Every adapter tunesmith loads comes here."""
+    from peft import PeftModel
+
+    p = Path(folder)
+    if not (p / "adapter_config.json").is_file():
+        raise UserError("not an adapter folder: adapter_config.json is missing", file=p,
+                        fix="pass a folder written by save_adapter or PeftModel.save_pretrained")
+    safe = p / "adapter_model.safetensors"
+    if safe.is_file():
+        check_safetensors(safe)
+    elif (p / "adapter_model.bin").is_file() and not allow_pickle:
+        raise UserError("holds only pickle adapter weights (adapter_model.bin), which can run code when loaded; "
+                        "refused", file=p, fix="re-save it with safetensors, or set model.allow_pickle: true if you "
+                                               "trust the source")
+    elif not (p / "adapter_model.bin").is_file():
+        raise UserError("holds no adapter weights (adapter_model.safetensors)", file=p)
+    return PeftModel.from_pretrained(model, str(p), adapter_name=adapter_name, is_trainable=trainable)
+
+
 def load_causal_lm(path: str | os.PathLike, trust_remote_code: bool = False, allow_pickle: bool = False,
                    dtype=None):
     """AutoModelForCausalLM from a local folder (`load_model`)."""

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from peft import PeftModel, TaskType, get_peft_model
+from peft import TaskType, get_peft_model
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoModelForSequenceClassification
@@ -44,7 +44,7 @@ from ..adapters.artifacts import copy_tokenizer_files
 from ..adapters.config import METHOD_INIT, PROMPT_METHODS
 from ..adapters.targets import default_target_names
 from ..core.errors import UserError
-from ..core.modelio import load_model
+from ..core.modelio import load_model, load_peft
 from ..core.rundir import atomic_dir
 
 POOLINGS = ("auto", "model", "mean")
@@ -159,7 +159,7 @@ def load_classifier(folder: str | os.PathLike, base: str | os.PathLike | None = 
     if not (folder / HEAD_FILE).is_file():
         raise UserError(f"{HEAD_FILE} is missing", file=folder, fix="save again with save_classifier")
     if (folder / "adapter_config.json").is_file():
-        encoder = PeftModel.from_pretrained(load_model(base or record["base"], AutoModel), folder)
+        encoder = load_peft(load_model(base or record["base"], AutoModel), folder)
     else:
         encoder = load_model(folder, AutoModel)
     model = MeanPoolClassifier(encoder, record["num_labels"], record.get("dropout", 0.1))
