@@ -27,7 +27,7 @@ WIDTH_IN, HEIGHT_IN, DPI = 8.0, 4.0, 100
 NOT_CURVES = {"step", "epoch", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second",
               "eval_model_preparation_time", "train_runtime", "train_samples_per_second",
               "train_steps_per_second", "total_flos", "train_loss", "peak_rss_mb", "peak_cuda_mb",
-              "skipped_nonfinite_batch", "score", "task", "num_tokens"}
+              "skipped_nonfinite_batch", "score", "task", "num_tokens", "tokens"}
 MAX_OTHER_FIGURES = 8
 Series = tuple[list[float], list[float]]          # (steps, values)
 
