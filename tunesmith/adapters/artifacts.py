@@ -20,7 +20,7 @@ from torch import nn
 
 from ..core.errors import UserError
 from ..core.rundir import atomic_dir
-from ..core.modelio import load_peft
+from ..core.modelio import hub_source, load_peft, resolve_model
 from .config import METHOD_INIT, AdapterConfig
 from .quantize import load_base
 
@@ -53,12 +53,16 @@ def save_adapter(model: nn.Module, output: str | os.PathLike, adapter: AdapterCo
     """
     output = Path(output)
     base_model = model.get_base_model() if isinstance(model, PeftModel) else model
+    local = resolve_model(base, field=None) if base is not None else None  # a Hub id: its cached snapshot
+    hub = hub_source(local) if local is not None else None  # (repo id, commit) of a Hub snapshot
     record = {"adapter": adapter.model_dump(mode="json"),
-              "base": str(Path(base).resolve()) if base is not None else None,
+              "base": hub[0] if hub else (str(local.resolve()) if local is not None else None),
               "num_labels": base_model.config.num_labels if adapter.task == "seq_cls" else None}
-    if isinstance(model, PeftModel) and base is not None and Path(base).is_dir():
+    if hub:
+        record["base_revision"] = hub[1]
+    if isinstance(model, PeftModel) and local is not None and local.is_dir():
         for peft_cfg in model.peft_config.values():  # stock PEFT loads it from any working directory
-            peft_cfg.base_model_name_or_path = str(Path(base).resolve())
+            peft_cfg.base_model_name_or_path = str(local.resolve())  # (PEFT reads the base config while saving)
     with atomic_dir(output) as tmp:
         if not isinstance(model, PeftModel):
             model.save_pretrained(tmp, safe_serialization=True)
@@ -78,8 +82,13 @@ def save_adapter(model: nn.Module, output: str | os.PathLike, adapter: AdapterCo
             record["converted_to_lora"] = True
         else:
             model.save_pretrained(tmp, safe_serialization=True)
-        if base is not None:
-            copy_tokenizer_files(Path(base), tmp)
+        if hub:  # recorded after saving: PEFT would contact the Hub while saving with an id in its config
+            for path in tmp.rglob("adapter_config.json"):
+                peft_cfg = json.loads(path.read_text())
+                peft_cfg.update(base_model_name_or_path=hub[0], revision=hub[1])
+                path.write_text(json.dumps(peft_cfg, indent=2, sort_keys=True) + "\n")
+        if local is not None:
+            copy_tokenizer_files(local, tmp)
         (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
     return output
 
@@ -102,7 +111,8 @@ def resolve_base(adapter_dir: Path, record: dict, base: str | os.PathLike | None
     if not path:
         raise UserError("the adapter does not record its base model", file=adapter_dir,
                         fix="pass base=PATH (the folder the adapter was trained on)")
-    return Path(path)
+    # a Hub id (at the recorded commit unless another base is given): its local snapshot
+    return resolve_model(path, revision=None if base else record.get("base_revision"), field=None)
 
 
 def load_adapter(adapter_dir: str | os.PathLike, base: str | os.PathLike | None = None, *,

@@ -8,9 +8,13 @@
   reused while it is newer than the adapter. A new adapter trained on it records that merged folder
   as its base (an absolute path), so it loads with stock PEFT;
 - `model.adapter: continue` trains the adapter itself further: its base (quantized as it was
-  trained) with the adapter made trainable; the result records the original base.
+  trained) with the adapter made trainable; the result records the original base;
+- a Hugging Face Hub id (`owner/name`, `owner/name@revision`) that is not a local path stands for the
+  repo's snapshot in the Hugging Face cache, downloaded first when online (`core.modelio.resolve_model`);
+  a Hub adapter repo is merged into `<HF_HOME>/assets/tunesmith/merged/<owner>--<name>--<commit>`.
 
     model_folder("runs/sft")          # -> runs/sft/merged when runs/sft/model is a LoRA adapter
+    model_folder("Qwen/Qwen3-0.6B")   # -> ~/.cache/huggingface/hub/models--Qwen--Qwen3-0.6B/snapshots/<commit>
 """
 from __future__ import annotations
 
@@ -19,16 +23,17 @@ import os
 from pathlib import Path
 
 from ..core.errors import UserError
+from ..core.modelio import hub_source, resolve_model
 
 
 def is_adapter_folder(path: str | os.PathLike) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 
 
-def run_output(path: str | os.PathLike) -> Path:
+def run_output(path: str | os.PathLike, field: str = "model.path") -> Path:
     """The model a run directory trained (`results.json`'s model_path, else its `model/` or
-    `adapter/`); any other path as given."""
-    p = Path(path)
+    `adapter/`); a Hub id: its snapshot folder (`resolve_model`); any other path as given."""
+    p = resolve_model(path, field=field)
     if (p / "config.json").is_file() or is_adapter_folder(p):
         return p
     results = p / "results.json"
@@ -46,7 +51,15 @@ def run_output(path: str | os.PathLike) -> Path:
 
 
 def merged_folder(adapter_dir: Path) -> Path:
-    """Where the merged copy of `adapter_dir` lives: beside it."""
+    """Where the merged copy of `adapter_dir` lives: beside it; for a Hub adapter (a snapshot in the
+    Hugging Face cache, which is not ours to write into) in huggingface_hub's assets cache."""
+    source = hub_source(adapter_dir)
+    if source is not None:
+        from huggingface_hub import cached_assets_path, constants
+
+        repo, commit = source
+        return cached_assets_path("tunesmith", namespace="merged", subfolder=f"{repo.replace('/', '--')}--{commit}",
+                                  assets_dir=constants.HF_ASSETS_CACHE)
     if adapter_dir.name in ("model", "adapter") and (adapter_dir.parent / "config.yaml").is_file():
         return adapter_dir.parent / "merged"
     return adapter_dir.with_name(adapter_dir.name + "-merged")
@@ -62,7 +75,7 @@ def _fresh(merged: Path, adapter_dir: Path) -> bool:
 def model_folder(path: str | os.PathLike, field: str = "model.path") -> Path:
     """A full model folder for `path`: a model folder as it is, a run directory's model, an adapter
     merged into its recorded base (written once beside it, then reused)."""
-    p = run_output(path)
+    p = run_output(path, field)
     if not is_adapter_folder(p):
         return p
     merged = merged_folder(p)

@@ -143,6 +143,10 @@ def environment_record(seed: int | None = None, extra: dict | None = None) -> di
         "git_revision": git_revision(),
         "versions": versions,
     }
+    from .modelio import RESOLVED
+
+    if RESOLVED:  # Hub models this process resolved: repo -> revision asked, commit it resolved to
+        record["models"] = {name: dict(entry) for name, entry in RESOLVED.items()}
     record.update(extra or {})
     return record
 

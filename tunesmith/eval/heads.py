@@ -40,7 +40,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..adapters import AdapterConfig, apply, load_adapter, load_base, peft_config, save_adapter
-from ..adapters.artifacts import copy_tokenizer_files
+from ..adapters.artifacts import copy_tokenizer_files, resolve_base
 from ..adapters.config import METHOD_INIT, PROMPT_METHODS
 from ..adapters.targets import default_target_names
 from ..core.errors import UserError
@@ -159,7 +159,7 @@ def load_classifier(folder: str | os.PathLike, base: str | os.PathLike | None = 
     if not (folder / HEAD_FILE).is_file():
         raise UserError(f"{HEAD_FILE} is missing", file=folder, fix="save again with save_classifier")
     if (folder / "adapter_config.json").is_file():
-        encoder = load_peft(load_model(base or record["base"], AutoModel), folder)
+        encoder = load_peft(load_model(resolve_base(folder, record, base), AutoModel), folder)
     else:
         encoder = load_model(folder, AutoModel)
     model = MeanPoolClassifier(encoder, record["num_labels"], record.get("dropout", 0.1))

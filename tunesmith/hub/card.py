@@ -21,6 +21,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..core.config import coerce
 from ..core.errors import UserError
+from ..core.modelio import hub_source, parse_hub_id
 from ..report.runinfo import RunInfo, read_run
 from .config import PushConfig
 
@@ -76,14 +77,55 @@ def find_artifact(info: RunInfo) -> Artifact:
                     record.get("base") if is_adapter else None)
 
 
+def _hub_models(artifact: Artifact) -> dict[str, str]:
+    """The Hub models the run resolved (environment.json `models`): repo id -> commit."""
+    models = artifact.run.environment.get("models") or {}
+    return {m["repo"]: str(m.get("commit")) for m in models.values() if isinstance(m, dict) and m.get("repo")}
+
+
+def _named_hub_model(artifact: Artifact) -> str | None:
+    """The model the run's config names (`model.path`, `model.from_pretrained`, transfer's `model`)
+    when it is a Hub snapshot folder, or a Hub id the run resolved (environment.json says so: a
+    relative local path that merely looks like owner/name is not taken for one)."""
+    model = _config(artifact.run).get("model")
+    if isinstance(model, dict):
+        model = model.get("path") or model.get("from_pretrained")
+    if not isinstance(model, str):
+        return None
+    source = hub_source(model)  # a stage that wrote the resolved snapshot folder into config.yaml
+    if source is not None:
+        return source[0]
+    parsed = parse_hub_id(model)
+    return parsed[0] if parsed and parsed[0] in _hub_models(artifact) else None
+
+
 def hub_base_model(artifact: Artifact, cfg: PushConfig | None) -> str | None:
-    """`cfg.base_model`, else the adapter's recorded base when that is a Hub id, not a local folder."""
+    """`cfg.base_model`, else the adapter's recorded base when that is a Hub id or a Hub snapshot in
+    the Hugging Face cache (not a local folder); a full model trained from a Hub model names that."""
     if cfg is not None and cfg.base_model:
         return cfg.base_model
+    if not artifact.is_adapter:
+        return _named_hub_model(artifact)
     base = artifact.local_base
+    source = hub_source(base)
+    if source is not None:
+        return source[0]
     if base and not Path(base).exists() and _REPO_ID.match(base):
         return base
     return None
+
+
+def hub_base_commit(artifact: Artifact, base: str | None) -> str | None:
+    """The commit of the Hub base `base` the run trained on, when known: the adapter's record
+    (`base_revision`) or snapshot folder, else the run's environment.json `models`."""
+    if not base:
+        return None
+    if artifact.is_adapter and artifact.local_base == base and artifact.record.get("base_revision"):
+        return str(artifact.record["base_revision"])
+    source = hub_source(artifact.local_base)
+    if source is not None and source[0] == base:
+        return source[1]
+    return _hub_models(artifact).get(base)
 
 
 def _training_results(run: RunInfo, task_type: str, datasets: list[str]) -> list[EvalResult]:
@@ -184,7 +226,9 @@ def _config(run: RunInfo) -> dict[str, Any]:
 def _origin(artifact: Artifact, base: str | None) -> str:
     """Where the weights come from, for the card's first sentence."""
     if base:
-        return f"on top of [`{base}`](https://huggingface.co/{base})"
+        commit = hub_base_commit(artifact, base)
+        at = f" at commit [`{commit[:12]}`](https://huggingface.co/{base}/tree/{commit})" if commit else ""
+        return f"on top of [`{base}`](https://huggingface.co/{base}){at}"
     local = artifact.local_base
     model = _config(artifact.run).get("model") or {}
     if local is None and isinstance(model, dict):

@@ -1,5 +1,6 @@
-"""Build the pretraining datasets: documents -> tokens (+EOS) -> packed blocks, with a
-held-out validation split and the optional curriculum order."""
+"""Build the pretraining datasets: documents -> tokens (between the tokenizer's document
+boundaries, see packing.document_boundaries) -> packed blocks, with a held-out validation split
+and the optional curriculum order."""
 from __future__ import annotations
 
 import itertools
@@ -12,7 +13,8 @@ from ..core.errors import UserError
 from .config import PretrainConfig
 from .curriculum import length_scores, perplexity_scores
 from .documents import corpus_specs, iter_documents
-from .packing import PackedDataset, StreamingPackedDataset, pack, tokenize_documents
+from .packing import (DocumentBoundaries, PackedDataset, StreamingPackedDataset, document_boundaries, pack,
+                      tokenize_documents)
 
 MIN_DOCS_FOR_DOC_SPLIT = 20
 
@@ -22,6 +24,7 @@ class PretrainData:
     train: Dataset
     validation: Dataset | None
     stats: dict = field(default_factory=dict)
+    boundaries: DocumentBoundaries | None = None  # the tokens around each document
 
 
 def documents(cfg: PretrainConfig):
@@ -34,15 +37,23 @@ def tokenizer_texts(cfg: PretrainConfig):
     return itertools.islice(documents(cfg), cfg.tokenizer.train_documents)
 
 
-def build_data(cfg: PretrainConfig, tokenizer, reference_model=None) -> PretrainData:
+def build_data(cfg: PretrainConfig, tokenizer, reference_model=None, vocab_limit: int | None = None) -> PretrainData:
+    """`vocab_limit`: the model's embedding rows; a document that would produce a token id at or
+    above it is refused (a tokenizer may name special tokens the model has no row for)."""
+    boundaries = document_boundaries(tokenizer)
+    pad = tokenizer.pad_token_id
+    if vocab_limit is not None and pad is not None and pad >= vocab_limit:
+        raise UserError(f"the tokenizer's pad token {tokenizer.pad_token!r} (id {pad}) has no embedding in the "
+                        f"model ({vocab_limit} rows)", field="tokenizer.path",
+                        fix="use the model's own tokenizer, or give it a pad token the model has")
     if cfg.data.streaming:
-        return _streaming(cfg, tokenizer)
+        return _streaming(cfg, tokenizer, boundaries, vocab_limit)
     docs = list(documents(cfg))
     if not docs:
         raise UserError("the training corpus is empty (no non-blank documents)",
                         file=", ".join(corpus_specs(cfg.data.train)), field="data.train")
     random.Random(cfg.train.seed).shuffle(docs)
-    ids = list(tokenize_documents(tokenizer, docs))
+    ids = list(tokenize_documents(tokenizer, docs, boundaries=boundaries, vocab_limit=vocab_limit))
     bs = cfg.data.block_size
     frac = cfg.data.validation_fraction
     if len(ids) >= MIN_DOCS_FOR_DOC_SPLIT or frac == 0:
@@ -61,12 +72,11 @@ def build_data(cfg: PretrainConfig, tokenizer, reference_model=None) -> Pretrain
         if cfg.curriculum.enabled:
             raise UserError(f"curriculum needs at least {MIN_DOCS_FOR_DOC_SPLIT} documents, got {len(ids)}",
                             field="curriculum.enabled", fix="split the corpus into documents (data.split_text)")
-    pad = tokenizer.pad_token_id
     train = PackedDataset(train_blocks, bs, pad)
     val = PackedDataset(val_blocks, bs, pad) if val_blocks else None
     stats = {"documents": len(ids), "train_blocks": len(train), "validation_blocks": len(val) if val else 0,
              "train_tokens": train.num_tokens(), "validation_tokens": val.num_tokens() if val else 0}
-    return PretrainData(train, val, stats)
+    return PretrainData(train, val, stats, boundaries)
 
 
 def _curriculum_order(cfg: PretrainConfig, docs_ids: list[list[int]], reference_model) -> list[list[int]]:
@@ -84,7 +94,8 @@ def _curriculum_order(cfg: PretrainConfig, docs_ids: list[list[int]], reference_
     return [docs_ids[i] for i in order]
 
 
-def _streaming(cfg: PretrainConfig, tokenizer) -> PretrainData:
+def _streaming(cfg: PretrainConfig, tokenizer, boundaries: DocumentBoundaries,
+               vocab_limit: int | None) -> PretrainData:
     if cfg.curriculum.enabled:
         raise UserError("curriculum ordering needs the whole corpus in memory", field="curriculum.enabled",
                         fix="set data.streaming: false, or curriculum.enabled: false")
@@ -93,6 +104,8 @@ def _streaming(cfg: PretrainConfig, tokenizer) -> PretrainData:
                         file=", ".join(corpus_specs(cfg.data.train)), field="data.train")
     make = lambda: documents(cfg)  # noqa: E731 - a fresh pass over the stream
     n_val = cfg.data.validation_blocks
-    train = StreamingPackedDataset(make, tokenizer, cfg.data.block_size, skip_blocks=n_val)
-    val = StreamingPackedDataset(make, tokenizer, cfg.data.block_size, take_blocks=n_val)
-    return PretrainData(train, val, {"streaming": True, "validation_blocks": n_val})
+    train = StreamingPackedDataset(make, tokenizer, cfg.data.block_size, skip_blocks=n_val,
+                                   boundaries=boundaries, vocab_limit=vocab_limit)
+    val = StreamingPackedDataset(make, tokenizer, cfg.data.block_size, take_blocks=n_val,
+                                 boundaries=boundaries, vocab_limit=vocab_limit)
+    return PretrainData(train, val, {"streaming": True, "validation_blocks": n_val}, boundaries)

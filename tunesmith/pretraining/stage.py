@@ -7,13 +7,14 @@ the Hugging Face Trainer, save a standard model folder, print a sample.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-from transformers import GenerationConfig, TrainingArguments
+from transformers import GenerationConfig, TrainerCallback, TrainingArguments
 
 from ..core.config import coerce
 from ..core.errors import UserError
@@ -54,17 +55,19 @@ def pretrain(config: PretrainConfig | dict | None = None, **sections) -> Pretrai
         model = _model(cfg, tokenizer)
         reference = load_causal_lm(cfg.curriculum.reference_model) if cfg.curriculum.score == "perplexity" \
             and cfg.curriculum.enabled and cfg.curriculum.reference_model else None
-        data = build_data(cfg, tokenizer, reference)
+        data = build_data(cfg, tokenizer, reference, vocab_limit=model.get_input_embeddings().num_embeddings)
         # every input is valid: only now does anything get written (the other processes load this tokenizer)
         run.make()
         if run.main and not (cfg.run.resume and (run.path / "tokenizer").is_dir()):  # overwrite: replaced
             with atomic_dir(run.path / "tokenizer") as tmp:
                 tokenizer.save_pretrained(tmp)
-        return SimpleNamespace(tokenizer=tokenizer, model=model, data=data,
-                               environment={"parameters": count_parameters(model), "data": data.stats})
+        return SimpleNamespace(tokenizer=tokenizer, model=model, data=data, conventions=special_tokens(model),
+                               environment={"parameters": count_parameters(model), "data": data.stats,
+                                            "document_boundaries": data.boundaries.record()})
 
     def build(x: SimpleNamespace, run: RunDir, dtype: str, resuming: bool) -> Training:
         trainer = _trainer(cfg, run, x.model, x.tokenizer, x.data, dtype)
+        trainer.add_callback(KeepSpecialTokens(x.model, x.conventions))  # checkpoints keep them too
 
         def before() -> dict:
             out = {"parameters": x.environment["parameters"], "dtype": dtype, **x.data.stats}
@@ -82,7 +85,7 @@ def pretrain(config: PretrainConfig | dict | None = None, **sections) -> Pretrai
             return {"sample": generate_sample(model, x.tokenizer, cfg.run.sample_prompt, cfg.run.sample_tokens,
                                               cfg.train.seed)}
         return Training(trainer, before, after,
-                        save=lambda run_, model: _save(run_, model, x.tokenizer), finish=sample)
+                        save=lambda run_, model: _save(run_, model, x.tokenizer, x.conventions), finish=sample)
 
     return run_stage("pretrain", cfg, load, build, result_cls=PretrainResult)
 
@@ -118,10 +121,7 @@ def _model(cfg: PretrainConfig, tokenizer):
     if m.from_pretrained:
         model = load_causal_lm(m.from_pretrained, trust_remote_code=m.trust_remote_code,
                                allow_pickle=m.allow_pickle)
-        if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-            raise UserError(f"tokenizer has {len(tokenizer)} tokens but the model only "
-                            f"{model.get_input_embeddings().num_embeddings} embeddings",
-                            file=m.from_pretrained, field="tokenizer.path")
+        check_vocabulary(tokenizer, model.get_input_embeddings().num_embeddings, m.from_pretrained)
     else:
         model = build_model(m.family, m.size, layers=m.layers, hidden=m.hidden, heads=m.heads,
                             kv_heads=m.kv_heads, intermediate=m.intermediate, context=m.context,
@@ -136,14 +136,60 @@ def _model(cfg: PretrainConfig, tokenizer):
     if cfg.data.block_size > context:
         raise UserError(f"data.block_size {cfg.data.block_size} exceeds the model's context {context}",
                         field="data.block_size", fix=f"set data.block_size <= {context} or model.context")
-    model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id,
-                                               eos_token_id=tokenizer.eos_token_id,
-                                               pad_token_id=tokenizer.pad_token_id)
+    model.generation_config = generation_config(model, tokenizer, m.from_pretrained,
+                                                own_tokenizer=not cfg.tokenizer.path)
     if cfg.objective.type == "multi_token":
         attach_heads(model, cfg.objective.n_heads)
         if m.from_pretrained:
             load_heads(model, m.from_pretrained, cfg.objective.n_heads)
     return model
+
+
+def check_vocabulary(tokenizer, embeddings: int, folder) -> None:
+    """A tokenizer larger than the model's embedding matrix is accepted only when every id beyond
+    it is an added special token text never produces (Gemma 3's `<image_soft_token>`, id 262144 of
+    a 262144-row text model); build_data then refuses a document that would produce one."""
+    if len(tokenizer) <= embeddings:
+        return
+    beyond = sorted(i for i in tokenizer.get_vocab().values() if i >= embeddings)
+    added = getattr(tokenizer, "added_tokens_decoder", {})
+    real = [i for i in beyond if i not in added or not getattr(added[i], "special", False)]
+    if real:
+        named = ", ".join(f"{tokenizer.convert_ids_to_tokens(i)!r} (id {i})" for i in real[:3])
+        raise UserError(f"tokenizer has {len(tokenizer)} tokens but the model only {embeddings} embeddings: "
+                        f"{len(real)} of them are not special tokens ({named}{', ...' if len(real) > 3 else ''})",
+                        file=folder, field="tokenizer.path",
+                        fix="use the model's own tokenizer, or resize the model's embeddings first")
+
+
+def generation_config(model, tokenizer, source: str | None, own_tokenizer: bool = True) -> GenerationConfig:
+    """The generation settings the saved model gets. A new model: the tokenizer's BOS/EOS/pad. A
+    continued one keeps its family's conventions: the source folder's generation_config.json as it
+    is (Llama 3.1's three EOS ids and sampling settings, Qwen's and Gemma's second EOS), else what
+    transformers derived from its config.json, with only missing BOS/EOS/pad filled in from the
+    tokenizer. Only a tokenizer given explicitly (tokenizer.path) whose EOS is not among the
+    source's EOS ids replaces the special-token ids (the sampling settings stay)."""
+    def ids(value) -> list:
+        return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+
+    if not source:
+        return GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                pad_token_id=tokenizer.pad_token_id)
+    if (Path(source) / "generation_config.json").is_file():
+        gen = GenerationConfig.from_pretrained(source)
+        fill = False
+    else:
+        gen = copy.deepcopy(model.generation_config) if model.generation_config is not None \
+            else GenerationConfig.from_model_config(model.config)
+        fill = True
+    if not own_tokenizer and tokenizer.eos_token_id not in ids(gen.eos_token_id):
+        gen.bos_token_id, gen.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
+        gen.pad_token_id = tokenizer.pad_token_id
+    elif fill:
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            if getattr(gen, name) is None:
+                setattr(gen, name, getattr(tokenizer, name))
+    return gen
 
 
 def _trainer(cfg: PretrainConfig, run: RunDir, model, tokenizer, data, dtype: str) -> PretrainTrainer:
@@ -159,10 +205,43 @@ def _trainer(cfg: PretrainConfig, run: RunDir, model, tokenizer, data, dtype: st
                            processing_class=tokenizer, curriculum_sampler=sampler)
 
 
-def _save(run: RunDir, model, tokenizer) -> Path:
+SPECIAL_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
+
+
+def special_tokens(model) -> tuple[GenerationConfig | None, dict]:
+    """The model's generation config and its config's special-token ids as this stage chose them.
+    transformers' Trainer.train() "aligns" both with the tokenizer (a Llama 3.1 gets pad_token_id
+    <|eot_id|>, Qwen3's config.json a pad id it did not have); `restore_special_tokens` puts them
+    back when training begins (KeepSpecialTokens) and before the model is saved."""
+    text = model.config.get_text_config()
+    return copy.deepcopy(model.generation_config), {k: copy.deepcopy(getattr(text, k, None)) for k in SPECIAL_IDS}
+
+
+def restore_special_tokens(model, kept: tuple[GenerationConfig | None, dict]) -> None:
+    generation, ids = kept
+    if generation is not None:
+        model.generation_config = copy.deepcopy(generation)
+    text = model.config.get_text_config()
+    for name, value in ids.items():
+        setattr(text, name, value)
+
+
+class KeepSpecialTokens(TrainerCallback):
+    """Undo Trainer.train()'s alignment of the special-token ids as training begins."""
+
+    def __init__(self, model, kept: tuple[GenerationConfig | None, dict]):
+        self.model, self.kept = model, kept
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        restore_special_tokens(self.model, self.kept)
+
+
+def _save(run: RunDir, model, tokenizer, conventions: tuple | None = None) -> Path:
     """The final model folder: config, safetensors, tokenizer, generation config (and the
     extra prediction heads beside them). Written to a temp folder, then renamed."""
     final = run.path / "model"
+    if conventions is not None:
+        restore_special_tokens(model, conventions)
     if not run.main:
         return final
     heads = model._modules.pop("mtp_heads", None)

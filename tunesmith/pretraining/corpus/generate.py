@@ -30,7 +30,7 @@ def _story(r: random.Random) -> str:
     animal, place, thing = r.choice(ANIMALS), r.choice(PLACES), r.choice(THINGS)
     adj, feel, w = r.choice(ADJ), r.choice(FEEL), r.choice(WEATHER)
     start = r.choice(TIMES).format(w=w)
-    pron = r.choice(["he", "she"])
+    r.choice(["he", "she"])  # an unused draw, kept: the shipped corpus was generated with it
     sentences = [
         f"{start}, {a} went to {place}.",
         f"It was a {w} day and {a} felt {feel}.",
