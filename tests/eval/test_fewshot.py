@@ -12,7 +12,7 @@ from tunesmith.eval.tasks import get_task
 
 
 def _naive(model, tok, context, cont):
-    ctx = [tok.bos_token_id] + tok(context, add_special_tokens=False)["input_ids"]
+    ctx = tok(context)["input_ids"]  # BOS only if the tokenizer adds one (tunesmith's BPE adds none), as lm-eval
     ids = ctx + tok(cont, add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), -1)

@@ -23,62 +23,7 @@ from tunesmith.pretraining.stage import check_vocabulary, generation_config
 from tunesmith.pretraining.tokenizer import train_tokenizer
 from helpers import tiny_config
 
-TOKENIZERS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "tokenizers"
-
-LLAMA_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
-              "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
-FAMILIES = {  # model config, the family's real generation_config.json, expected document tokens
-    "llama3_1": dict(
-        arch="LlamaForCausalLM",
-        config=dict(vocab_size=128256, bos_token_id=128000, eos_token_id=[128001, 128008, 128009],
-                    max_position_embeddings=131072, rope_parameters=LLAMA_ROPE, tie_word_embeddings=False),
-        generation={"bos_token_id": 128000, "do_sample": True, "eos_token_id": [128001, 128008, 128009],
-                    "temperature": 0.6, "top_p": 0.9},
-        bos=("<|begin_of_text|>", 128000), end=("<|end_of_text|>", 128001), turn_end="<|eot_id|>"),
-    "qwen3": dict(
-        arch="Qwen3ForCausalLM",
-        config=dict(vocab_size=151936, bos_token_id=151643, eos_token_id=151645, head_dim=16,
-                    max_position_embeddings=40960, rope_parameters={"rope_type": "default", "rope_theta": 1e6},
-                    tie_word_embeddings=True),
-        generation={"bos_token_id": 151643, "do_sample": True, "eos_token_id": [151645, 151643],
-                    "pad_token_id": 151643, "temperature": 0.6, "top_k": 20, "top_p": 0.95},
-        bos=(None, None), end=("<|endoftext|>", 151643), turn_end="<|im_end|>"),
-    "gemma3": dict(
-        arch="Gemma3ForCausalLM",
-        config=dict(vocab_size=262144, bos_token_id=2, eos_token_id=[1, 106], pad_token_id=0, head_dim=16,
-                    query_pre_attn_scalar=16, sliding_window=64, max_position_embeddings=32768,
-                    tie_word_embeddings=True),
-        generation={"bos_token_id": 2, "do_sample": True, "eos_token_id": [1, 106], "pad_token_id": 0,
-                    "top_k": 64, "top_p": 0.95},
-        bos=("<bos>", 2), end=("<eos>", 1), turn_end="<end_of_turn>"),
-}
-DOCS = [f"Document {i}: the {w} river runs past {i * 7} old mills." for i, w in
-        enumerate(["quiet", "long", "cold", "green", "slow", "wide"] * 4)]
-
-
-def _tokenizer_dir(family: str) -> Path:
-    if not (TOKENIZERS / family / "tokenizer.json").is_file():
-        pytest.skip(f"{TOKENIZERS / family} is not present on this machine")
-    return TOKENIZERS / family
-
-
-def _build(family: str, folder: Path) -> Path:
-    """A user's local checkpoint folder: tiny weights, the real tokenizer, the real generation_config."""
-    import torch
-    import transformers
-
-    spec = FAMILIES[family]
-    config_cls = {"LlamaForCausalLM": transformers.LlamaConfig, "Qwen3ForCausalLM": transformers.Qwen3Config,
-                  "Gemma3ForCausalLM": transformers.Gemma3TextConfig}[spec["arch"]]
-    config = config_cls(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                        num_key_value_heads=1, **spec["config"])
-    torch.manual_seed(0)
-    model = getattr(transformers, spec["arch"])(config)
-    model.save_pretrained(folder)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(_tokenizer_dir(family) / name, folder / name)
-    (folder / "generation_config.json").write_text(json.dumps(spec["generation"], indent=2))
-    return folder
+from families.tiny_models import DOCS, FAMILIES, build as _build, tokenizer_dir as _tokenizer_dir
 
 
 @pytest.fixture(scope="module")

@@ -78,6 +78,9 @@ class FewshotSection(Section):
                               "for COPA/ReCoRD")
     max_length: int | None = Field(None, ge=16, description="truncate prompts from the left to N tokens "
                                                             "(default: the model's context)")
+    add_bos: Literal["auto"] | bool = Field(
+        "auto", description="auto: start each prompt with BOS only if the tokenizer adds one (as "
+                            "lm-evaluation-harness does); true/false: always/never")
 
 
 class EvalRunSection(Section):

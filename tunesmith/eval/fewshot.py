@@ -14,6 +14,12 @@ The k demonstrations are drawn once per task with `seed` from the train split an
 every row (which is what makes contextual calibration possible). STS-B predicts the
 expected score under the softmax over the verbalizers " 0" ... " 5".
 
+Tokenization and truncation mirror lm-evaluation-harness 0.4 (`HFLM`, lm_eval/models/
+huggingface.py; `TemplateLM._encode_pair`, lm_eval/api/model.py), so per-request
+log-likelihoods match lm-eval's on the same model and prompts: a BOS only where the tokenizer
+adds one (`add_bos="auto"`), the context's trailing whitespace moved into the continuation, and
+the model fed the last `max_length` tokens of context + continuation minus the final one.
+
 preds = predict(model, tokenizer, get_task("superglue", "rte"), rows, demos=train[:2])
 """
 from __future__ import annotations
@@ -84,74 +90,122 @@ def demonstrations(task: Task, train_rows: Sequence[dict], k: int, seed: int) ->
 
 
 def loglikelihood(model: torch.nn.Module, tokenizer: Any, requests: Sequence[Request], *,
-                  batch_size: int = 16, max_length: int | None = None) -> list[float]:
-    """Summed log-probability of each continuation given its context. Requests that share
-    a context and have one-token continuations cost one forward pass together.
+                  batch_size: int = 16, max_length: int | None = None,
+                  add_bos: bool | str = "auto") -> list[float]:
+    """Summed log-probability of each continuation given its context. Requests whose model
+    inputs are the same (one-token continuations of one context) cost one forward pass together.
+
+    Tokens and truncation follow lm-evaluation-harness's HFLM, so the numbers are the ones
+    lm-eval reports for the same model and prompts: the context is encoded as the tokenizer
+    encodes text (`add_bos="auto"`: a BOS only if the tokenizer prepends one; True/False force
+    it), trailing whitespace of the context moves to the continuation, the continuation's tokens
+    are the tail of the joint encoding, and the model sees the last `max_length` tokens of
+    context + continuation minus its final token.
 
     loglikelihood(model, tok, [("The sky is", " blue"), ("The sky is", " green")])
     # -> [-3.1, -7.9]
     """
+    return [lp for lp, _ in loglikelihood_greedy(model, tokenizer, requests, batch_size=batch_size,
+                                                 max_length=max_length, add_bos=add_bos)]
+
+
+def loglikelihood_greedy(model: torch.nn.Module, tokenizer: Any, requests: Sequence[Request], *,
+                         batch_size: int = 16, max_length: int | None = None,
+                         add_bos: bool | str = "auto") -> list[tuple[float, bool]]:
+    """(log-probability, is_greedy) per request, as lm-eval's `loglikelihood` returns them:
+    is_greedy is True when every continuation token is the model's argmax at its position."""
     limit = max_length or getattr(model.config, "max_position_embeddings", None) or 2048
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    encode = _cached_encoder(tokenizer)
-    # one sequence per (context, continuation), or per context when all its continuations are one token
-    seqs: list[list[int]] = []
-    reads: list[tuple[int, list[int]]] = []  # per request: (sequence id, continuation ids)
-    by_context: dict[str, int] = {}
-    grouped: dict[str, list[list[int]]] = {}
+    encode_pair = _pair_encoder(tokenizer, add_bos)
+    inputs: list[tuple[int, ...]] = []  # distinct model inputs
+    input_id: dict[tuple[int, ...], int] = {}
+    reads: list[tuple[int, list[int]]] = []  # per request: (input id, continuation ids)
     for context, cont in requests:
-        grouped.setdefault(context, []).append(encode(cont))
-    for context, cont in requests:
-        ctx_ids, cont_ids = bos + encode(context), encode(cont)
+        ctx_ids, cont_ids = encode_pair(context, cont)
         if not cont_ids:
             raise UserError(f"empty continuation after tokenization: {cont!r}", field="verbalizers")
-        if all(len(c) == 1 for c in grouped[context]):
-            if context not in by_context:
-                by_context[context] = len(seqs)
-                seqs.append((ctx_ids + [cont_ids[0]])[-limit:])
-            reads.append((by_context[context], cont_ids))
-        else:
-            reads.append((len(seqs), cont_ids))
-            seqs.append((ctx_ids + cont_ids)[-limit:])
-    scores_per_seq: dict[int, torch.Tensor] = {}
+        if len(cont_ids) > limit:
+            raise UserError(f"a continuation of {len(cont_ids)} tokens does not fit max_length {limit}",
+                            field="fewshot.max_length", fix=f"use --fewshot.max_length {len(cont_ids) + 1} or more")
+        # lm-eval (huggingface.py, _loglikelihood_tokens): (context_enc + continuation_enc)[-(max_length + 1):][:-1]
+        fed = tuple((ctx_ids + cont_ids)[-(limit + 1):][:-1])
+        if fed not in input_id:
+            input_id[fed] = len(inputs)
+            inputs.append(fed)
+        reads.append((input_id[fed], cont_ids))
+    wanted = [0] * len(inputs)  # continuation positions to keep per input: its longest continuation
+    for i, cont_ids in reads:
+        wanted[i] = max(wanted[i], len(cont_ids))
+    logps: dict[int, torch.Tensor] = {}
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
-    wanted: dict[int, int] = {}
-    for seq_id, cont_ids in reads:
-        wanted[seq_id] = max(wanted.get(seq_id, 0), len(cont_ids))
     with merged_for_inference(model), torch.inference_mode():  # a PeftModel scores at bare-model cost
-        for batch in sorted_batches([len(s) for s in seqs], batch_size):
-            inputs = [seqs[i][:-1] for i in batch]
-            ids, mask = pad(inputs, pad_id)
+        for batch in sorted_batches([len(s) for s in inputs], batch_size):
+            ids, mask = pad([inputs[i] for i in batch], pad_id)
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
             for row, i in enumerate(batch):
-                end = len(inputs[row])
-                span = logits[row, end - wanted[i]:end].float()
-                scores_per_seq[i] = torch.log_softmax(span, dim=-1).cpu()
+                end = len(inputs[i])  # the logits at the last len(cont) input positions predict cont
+                logps[i] = torch.log_softmax(logits[row, end - wanted[i]:end].float(), dim=-1).cpu()
     out = []
-    for seq_id, cont_ids in reads:
-        logp = scores_per_seq[seq_id]
-        if len(cont_ids) == 1 and logp.shape[0] == 1:
-            out.append(float(logp[0, cont_ids[0]]))
-        else:
-            tail = logp[-len(cont_ids):]
-            out.append(float(tail.gather(1, torch.tensor(cont_ids)[:, None]).sum()))
+    for i, cont_ids in reads:
+        tail = logps[i][-len(cont_ids):]
+        target = torch.tensor(cont_ids)
+        out.append((float(tail.gather(1, target[:, None]).sum()), bool((tail.argmax(-1) == target).all())))
     return out
 
 
-def _cached_encoder(tokenizer: Any):
+def _pair_encoder(tokenizer: Any, add_bos: bool | str):
+    """`encode_pair(context, continuation) -> (context ids, continuation ids)`, as lm-eval's
+    `TemplateLM._encode_pair` + `HFLM.tok_encode` with `add_bos_token` left to the tokenizer."""
+    if add_bos == "auto":  # the special tokens the tokenizer puts in front of text (lm-eval: add_special_tokens default)
+        probe = "a"
+        full = tokenizer(probe)["input_ids"]
+        plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
+        prefix = next((full[:at] for at in range(len(full) - len(plain) + 1) if full[at:at + len(plain)] == plain), [])
+    elif add_bos is True:
+        if tokenizer.bos_token_id is None:
+            raise UserError("fewshot.add_bos is true but the tokenizer has no BOS token", field="fewshot.add_bos",
+                            fix="use --fewshot.add_bos auto (or false)")
+        prefix = [tokenizer.bos_token_id]
+    elif add_bos is False:
+        prefix = []
+    else:
+        raise UserError(f"unknown add_bos {add_bos!r}", field="fewshot.add_bos", fix="use auto, true or false")
+    # lm-eval tok_encode: no special tokens for a string that already starts with the BOS text
+    marker = tokenizer.decode(prefix) if prefix else None
+    # lm-eval prefix_token_id: what an empty context becomes
+    empty_context = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     cache: dict[str, list[int]] = {}
 
-    def encode(text: str) -> list[int]:
-        if text not in cache:
-            cache[text] = tokenizer(text, add_special_tokens=False)["input_ids"]
-        return cache[text]
-    return encode
+    def plain_ids(text: str, keep: bool = True) -> list[int]:
+        if text in cache:
+            return cache[text]
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if keep:  # contexts and continuations repeat; their concatenations do not
+            cache[text] = ids
+        return ids
+
+    def encode(text: str, keep: bool = True) -> list[int]:
+        ids = plain_ids(text, keep)
+        return ids if marker is None or text.startswith(marker) else prefix + ids
+
+    def encode_pair(context: str, cont: str) -> tuple[list[int], list[int]]:
+        if not context.strip() and empty_context is None:
+            raise UserError("an empty context needs a BOS or EOS token to stand for it; the tokenizer has neither")
+        if context == "":  # lm-eval TemplateLM.loglikelihood: BOS (else EOS) stands for the empty context
+            cont_ids = plain_ids(cont)
+            return (cont_ids[:1], cont_ids[1:]) if cont_ids[:1] == [empty_context] else ([empty_context], cont_ids)
+        spaces = len(context) - len(context.rstrip())  # trailing whitespace belongs to the continuation
+        if spaces:
+            context, cont = context[:-spaces], context[-spaces:] + cont
+        ctx_ids = encode(context)
+        cont_ids = encode(context + cont, keep=False)[len(ctx_ids):]  # the joint encoding's tail: merges across the seam stay
+        return ctx_ids or [empty_context], cont_ids  # a whitespace-only context: as an empty one
+    return encode_pair
 
 
 def predict(model: torch.nn.Module, tokenizer: Any, task: Task, rows: Sequence[dict], *,
             demos: Sequence[dict] = (), k: int = 0, seed: int = 1234, scoring: str = "loglik",
-            batch_size: int = 16, max_length: int | None = None) -> list[Any]:
+            batch_size: int = 16, max_length: int | None = None, add_bos: bool | str = "auto") -> list[Any]:
     """Predictions for `rows` (label ids; a score for STS-B; the answer text for ReCoRD).
 
     predict(model, tok, get_task("glue", "sst2"), rows, demos=train, k=4, scoring="calibrated")
@@ -159,13 +213,13 @@ def predict(model: torch.nn.Module, tokenizer: Any, task: Task, rows: Sequence[d
     prefix = demonstrations(train_task(task), demos, k, seed)  # AX-b/AX-g: RTE demos; AX: MNLI
     rendered = [render(task, r) for r in rows]
     requests = [(prefix + ctx, c) for ctx, choices, _ in rendered for c in choices]
-    flat = loglikelihood(model, tokenizer, requests, batch_size=batch_size, max_length=max_length)
+    flat = loglikelihood(model, tokenizer, requests, batch_size=batch_size, max_length=max_length, add_bos=add_bos)
     scores, pos = [], 0
     for _, choices, _ in rendered:
         scores.append(torch.tensor(flat[pos:pos + len(choices)]))
         pos += len(choices)
     if scoring == "calibrated":
-        scores = _calibrate(model, tokenizer, task, rows, rendered, scores, prefix, batch_size, max_length)
+        scores = _calibrate(model, tokenizer, task, rows, rendered, scores, prefix, batch_size, max_length, add_bos)
     elif scoring != "loglik":
         raise UserError(f'unknown scoring "{scoring}"', field="fewshot.scoring", fix="use loglik or calibrated")
     out: list[Any] = []
@@ -181,10 +235,11 @@ def predict(model: torch.nn.Module, tokenizer: Any, task: Task, rows: Sequence[d
 
 def _calibrate(model: torch.nn.Module, tokenizer: Any, task: Task, rows: Sequence[dict],
                rendered: list, scores: list[torch.Tensor], prefix: str, batch_size: int,
-               max_length: int | None) -> list[torch.Tensor]:
+               max_length: int | None, add_bos: bool | str = "auto") -> list[torch.Tensor]:
     if task.kind == "choice":  # domain-conditional PMI: subtract log P(candidate | answer cue)
         requests = [(_cue(task, r, ctx), c) for r, (ctx, choices, _) in zip(rows, rendered) for c in choices]
-        flat = loglikelihood(model, tokenizer, requests, batch_size=batch_size, max_length=max_length)
+        flat = loglikelihood(model, tokenizer, requests, batch_size=batch_size, max_length=max_length,
+                             add_bos=add_bos)
         out, pos = [], 0
         for s in scores:
             out.append(s - torch.tensor(flat[pos:pos + len(s)]))
@@ -193,7 +248,7 @@ def _calibrate(model: torch.nn.Module, tokenizer: Any, task: Task, rows: Sequenc
     # contextual calibration: the same prompt with content-free ("N/A") fields
     content_free = task.template.format(**{f: "N/A" for f in _fields(task)})
     cf = torch.tensor(loglikelihood(model, tokenizer, [(prefix + content_free, v) for v in task.verbalizers],
-                                    batch_size=batch_size, max_length=max_length))
+                                    batch_size=batch_size, max_length=max_length, add_bos=add_bos))
     cf = torch.log_softmax(cf, 0)
     return [torch.log_softmax(s, 0) - cf for s in scores]
 

@@ -114,7 +114,8 @@ def _score_task(cfg: EvalConfig, task: Task, eval_rows: list[dict], lm: tuple | 
         demos = _demo_rows(cfg, task) if cfg.fewshot.k else []
         preds = fewshot.predict(model, tokenizer, task, eval_rows, demos=demos, k=cfg.fewshot.k,
                                 seed=cfg.fewshot.seed, scoring=cfg.fewshot.scoring,
-                                batch_size=cfg.run.batch_size, max_length=cfg.fewshot.max_length)
+                                batch_size=cfg.run.batch_size, max_length=cfg.fewshot.max_length,
+                                add_bos=cfg.fewshot.add_bos)
         return [compute(task, preds, eval_rows)]
     few = cfg.protocol == "fewshot_finetune"
     out = []
