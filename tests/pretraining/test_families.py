@@ -7,7 +7,6 @@ models are tiny random-initialised ones of the real architectures with the real 
 sizes and special-token ids, built once per module."""
 import json
 import random
-import shutil
 from pathlib import Path
 
 import pytest

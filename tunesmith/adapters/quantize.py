@@ -79,7 +79,8 @@ def load_base(path: str | os.PathLike, adapter: AdapterConfig | None = None, *,
         model_config.num_labels = num_labels
         model_config.problem_type = "regression" if num_labels == 1 else None
         if getattr(model_config, "pad_token_id", None) is None:
-            model_config.pad_token_id = getattr(model_config, "eos_token_id", None)
+            eos = getattr(model_config, "eos_token_id", None)  # a list in Llama 3.x and Gemma 3 configs
+            model_config.pad_token_id = eos[0] if isinstance(eos, (list, tuple)) else eos
         # a classifier folder from another task (intermediate-task training) keeps its head when the
         # label count matches and gets a fresh one when it does not, as run_glue's --ignore_mismatched_sizes
         model = load_model(path, AutoModelForSequenceClassification, config=model_config,

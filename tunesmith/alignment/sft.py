@@ -19,11 +19,13 @@ What tunesmith adds over a plain `SFTTrainer`:
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Literal
 
 import trl
+from jinja2 import TemplateError
 from pydantic import Field
 
 from ..adapters import AdapterConfig
@@ -34,6 +36,7 @@ from ..core.rundir import RunDir
 from ..core.train_config import RunSection, TrainSection
 from ..core.trainer_args import training_kwargs
 from ..data import DataPrepConfig, render_messages
+from ..data.chat import has_extras, unrendered
 from ..hub.config import PushConfig
 from ..lifecycle import Training, run_stage
 from .common import ModelSection, load_policy
@@ -49,6 +52,14 @@ class SFTSection(Section):
         "packing (best-fit packs of max_length, attention kept within each example) | padding_free "
         "(examples concatenated per batch, no pad tokens) | padding (pad to the longest in the batch)"))
     max_length: int = Field(512, ge=8, description="tokens per example (longer ones are truncated) or per pack")
+    reasoning: Literal["auto", "train", "mask"] = Field("auto", description=(
+        "loss on the <think>...</think> blocks templates such as Qwen3's render in assistant turns: auto "
+        "(default: an empty block, the filler the template writes before a reply without reasoning, "
+        "carries no loss; real reasoning from the data, reasoning_content, is trained) | train (every "
+        "block, filler included, as TRL's qwen3 training template does) | mask (no block: train the "
+        "answers only; the reasoning stays in the context). Training the filler teaches the model to "
+        "skip thinking on its own, while Qwen3 expects it written by the prompt (enable_thinking=false); "
+        "see LLaMA-Factory #9365/#9090 and TRL #6363"))
     neftune_alpha: float | None = Field(None, gt=0, description="NEFTune: embedding noise scale (e.g. 5); null disables")
 
 
@@ -75,45 +86,138 @@ def conversation(row: dict[str, Any]) -> tuple[list[dict], int]:
     return list(row["prompt"]) + list(row["completion"]), len(row["prompt"])
 
 
-def assistant_spans(messages: list[dict], tokenizer: Any, first: int = 0) -> tuple[str, list[tuple[int, int]]]:
+_NOT_LOCATED = ("the chat template does not render a conversation as an extension of its prefixes, "
+                "nor each assistant turn as it renders alone (less leading text it drops, such as reasoning), "
+                "so assistant turns cannot be located")
+_THINK = re.compile(r"<think>(.*?)</think>\n*", re.DOTALL)
+
+
+def _not_located(detail: str = "") -> UserError:
+    return UserError(_NOT_LOCATED + detail, field="model.chat_template",
+                     fix="use sft.loss: full, or a prefix-preserving template (e.g. chat_template: chatml)")
+
+
+def _turn_end(text: str, start: int, turn: str) -> int | None:
+    """The end of the assistant turn that starts at `start` in `text`, where the turn is rendered
+    as `turn` or as `turn` less some leading text (Qwen3 drops the reasoning block of a turn that a
+    later user message follows): the largest end whose text from `start` is a suffix of `turn`."""
+    last = turn[-1:]
+    for end in range(min(len(text), start + len(turn)), start, -1):
+        if text[end - 1] == last and turn.endswith(text[start:end]):
+            return end
+    return None
+
+
+def _turn_starts(text: str, head: str, cursor: int) -> list[int]:
+    """Where the assistant turn after `cursor` (the end of the previous turn) may start in `text`
+    when `head` (its prefix rendered with the generation prompt) is not a prefix of `text`: the
+    messages between the turns and the generation prompt render the same, so `text[cursor:start]`
+    is a suffix of `head`. Nearest first (a later start could fall inside the turn itself)."""
+    starts = []
+    for k in (8, 1):
+        probe = text[cursor:cursor + k]
+        p = head.find(probe) if probe else -1
+        while p >= 0:
+            if text.startswith(head[p:], cursor):
+                starts.append(cursor + len(head) - p)
+            p = head.find(probe, p + 1)
+        if starts:
+            break
+    return sorted(set(starts))
+
+
+def _shows_turn(turn_text: str, msg: dict[str, Any]) -> bool:
+    """Whether a located turn still holds the message's answer and tool calls (not only its end)."""
+    answer = msg.get("content") or ""
+    answer = answer.split("</think>")[-1].strip()
+    names = [c["function"]["name"] for c in msg.get("tool_calls") or () if c and c.get("function")]
+    return (not answer or answer in turn_text) and all(n in turn_text for n in names)
+
+
+def assistant_spans(messages: list[dict], tokenizer: Any, first: int = 0,
+                    tools: Any = None) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character spans of its assistant turns from message
-    `first` on, each from just after the assistant header to the end of the turn (end-of-turn
-    token included). Works for any template where a conversation's text starts with the text of
-    each of its prefixes; raises UserError otherwise.
+    `first` on, each from just after the assistant header (the generation prompt) to the end of
+    the turn (end-of-turn token included, and what the template writes up to the next message).
+
+    Works for any template that renders a turn as its prefixes' generation prompt followed by the
+    turn (what `apply_chat_template(messages[:i+1])` adds over `messages[:i]` with
+    `add_generation_prompt=True`), the way LLaMA-Factory and TRL read turns: prefix-preserving
+    templates directly; templates that re-render earlier turns differently (Qwen3's drops the
+    `<think>` block of turns a later user message follows, and the empty one of a turn that is not
+    last) by finding each turn, as it appears in the full text, after the previous one. Raises
+    UserError when a turn cannot be found that way.
 
     Example:
         text, spans = assistant_spans([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], tok)
-        # with ChatML: spans covers "yo<|im_end|>" (the assistant turn and its end-of-turn token)
+        # with ChatML: spans covers "yo<|im_end|>\\n" (the assistant turn and its end-of-turn)
     """
-    text = render_messages(messages, tokenizer)
-    spans = []
+    text = render_messages(messages, tokenizer, tools=tools)
+    spans, cursor = [], 0
     for i, msg in enumerate(messages):
-        if msg["role"] != "assistant" or i < first:
+        if msg["role"] != "assistant":
             continue
-        prefix = render_messages(messages[:i], tokenizer, add_generation_prompt=True) if i else ""
-        end_text = render_messages(messages[:i + 1], tokenizer)
-        if not text.startswith(end_text) or not end_text.startswith(prefix):
-            raise UserError("the chat template does not render a conversation as an extension of its "
-                            "prefixes, so assistant turns cannot be located", field="model.chat_template",
-                            fix="use sft.loss: full, or a prefix-preserving template (e.g. chat_template: chatml)")
-        start = len(prefix)
-        spans.append((start, len(end_text)))
+        head = render_messages(messages[:i], tokenizer, add_generation_prompt=True, tools=tools) if i else ""
+        alone = render_messages(messages[:i + 1], tokenizer, tools=tools)
+        if not alone.startswith(head):
+            raise _not_located()
+        if text.startswith(alone) and len(head) >= cursor:        # prefix-preserving so far
+            start, end = len(head), len(alone)
+        else:
+            turn = alone[len(head):]
+            starts = [len(head)] if text.startswith(head) and len(head) >= cursor else _turn_starts(text, head, cursor)
+            found = [(s, e) for s in starts for e in [_turn_end(text, s, turn)]
+                     if e is not None and _shows_turn(text[s:e], msg)]
+            if not found:
+                raise _not_located(f" (message {i + 1})")
+            start, end = found[0]
+        cursor = end
+        if i >= first:
+            spans.append((start, end))
     return text, spans
 
 
-def tokenize_example(row: dict[str, Any], tokenizer: Any, loss: str) -> dict[str, list[int]]:
+def _without_reasoning(text: str, spans: list[tuple[int, int]], reasoning: str) -> list[tuple[int, int]]:
+    """`spans` less the <think>...</think> blocks (and the newlines after them) that `reasoning`
+    keeps out of the loss: none (train), empty ones (auto), all (mask)."""
+    if reasoning == "train":
+        return spans
+    out = []
+    for s, e in spans:
+        for m in _THINK.finditer(text, s, e):
+            if reasoning == "mask" or not m.group(1).strip():
+                out.append((s, m.start()))
+                s = m.end()
+        out.append((s, e))
+    return [(s, e) for s, e in out if e > s]
+
+
+def tokenize_example(row: dict[str, Any], tokenizer: Any, loss: str, reasoning: str = "auto") -> dict[str, list[int]]:
     """`{"input_ids", "assistant_masks"}` of one prepared row; mask 1 = the token carries loss.
-    A token is masked in when its first character lies in a selected span."""
+    A token is masked in when its first character lies in a selected span. `reasoning` (auto,
+    train, mask) says which <think> blocks of the selected turns carry loss (SFTSection.reasoning).
+    A row whose tools, tool calls or reasoning the chat template does not render is refused."""
     if "text" in row:
         ids = tokenizer(row["text"], add_special_tokens=True)["input_ids"]
         if tokenizer.eos_token_id is not None and (not ids or ids[-1] != tokenizer.eos_token_id):
             ids = ids + [tokenizer.eos_token_id]
         return {"input_ids": ids, "assistant_masks": [1] * len(ids)}
     messages, first = conversation(row)
-    if loss == "full":
-        text, spans = render_messages(messages, tokenizer), None
-    else:
-        text, spans = assistant_spans(messages, tokenizer, first if loss == "completion" else 0)
+    tools = row.get("tools")
+    try:
+        if has_extras(messages, tools) and (missing := unrendered(messages, tokenizer, tools)):
+            raise UserError(f"the chat template does not render {missing} of a training row, so it would train "
+                            "on a different conversation", field="model.chat_template",
+                            fix="use the model's tool-calling template (model.chat_template), or remove them "
+                                "from the data")
+        if loss == "full":
+            text, spans = render_messages(messages, tokenizer, tools=tools), None
+        else:
+            text, spans = assistant_spans(messages, tokenizer, first if loss == "completion" else 0, tools=tools)
+            spans = _without_reasoning(text, spans, reasoning)
+    except TemplateError as e:          # raise_exception() in the template (e.g. roles it cannot render)
+        raise UserError(f"the chat template rejects a training row: {e}", field="model.chat_template",
+                        fix="check the rows with `tunesmith data check --tokenizer MODEL`") from None
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     if spans is None:
         mask = [1] * len(enc["input_ids"])
@@ -122,12 +226,13 @@ def tokenize_example(row: dict[str, Any], tokenizer: Any, loss: str) -> dict[str
     return {"input_ids": enc["input_ids"], "assistant_masks": mask}
 
 
-def tokenize_split(dataset: Any, tokenizer: Any, loss: str) -> Any:
+def tokenize_split(dataset: Any, tokenizer: Any, loss: str, reasoning: str = "auto") -> Any:
     """A prepared split -> `input_ids` + `assistant_masks` columns (TRL builds labels from the mask)."""
     if not getattr(tokenizer, "is_fast", False):
         raise UserError("loss masking needs a fast tokenizer (character offsets)", field="model.tokenizer",
                         fix="use a tokenizer with tokenizer.json, or sft.loss: full")
-    return dataset.map(lambda row: tokenize_example(row, tokenizer, loss), remove_columns=dataset.column_names)
+    return dataset.map(lambda row: tokenize_example(row, tokenizer, loss, reasoning),
+                       remove_columns=dataset.column_names)
 
 
 def trl_sft_args(cfg: SFTConfig, run: Any, dtype: str, has_eval: bool) -> trl.SFTConfig:
@@ -162,8 +267,8 @@ def sft(config: SFTConfig | dict | str | Path | None = None, **sections: Any) ->
         model, tok = load_policy(cfg.model, cfg.adapter, chat_tokens=True,
                                   gradient_checkpointing=cfg.train.gradient_checkpointing)
         data = stage_data(cfg.data, cfg.tasks, run, tok, "instruction")
-        train_ds = _truncate(tokenize_split(data["train"], tok, cfg.sft.loss), cfg.sft.max_length)
-        eval_ds = _truncate(tokenize_split(data["validation"], tok, cfg.sft.loss), cfg.sft.max_length) \
+        train_ds = _truncate(tokenize_split(data["train"], tok, cfg.sft.loss, cfg.sft.reasoning), cfg.sft.max_length)
+        eval_ds = _truncate(tokenize_split(data["validation"], tok, cfg.sft.loss, cfg.sft.reasoning), cfg.sft.max_length) \
             if "validation" in data else None
         return SimpleNamespace(model=model, tok=tok, train=train_ds, eval=eval_ds,
                                environment={"train_rows": train_ds.num_rows})

@@ -11,6 +11,7 @@ Example:
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .formats import RowProblem, conversation_of
@@ -36,17 +37,82 @@ def chat_template_of(tokenizer: Any) -> str:
     return getattr(tokenizer, "chat_template", None) or CHATML_TEMPLATE
 
 
-def render_messages(messages: list[dict[str, str]], tokenizer: Any, *, add_generation_prompt: bool = False,
-                    continue_final_message: bool = False) -> str:
-    """Messages -> the text the model is trained on or prompted with.
+def template_message(msg: dict[str, Any]) -> dict[str, Any]:
+    """An internal message as chat templates expect it: keys without a value dropped (templates
+    test `'tool_calls' in message`; Arrow fills absent keys with None) and tool-call arguments as an
+    object (templates apply `tojson` to them).
+
+    Example:
+        >>> template_message({"role": "assistant", "content": "", "reasoning_content": None, "tool_calls": [
+        ...     {"type": "function", "id": None, "function": {"name": "f", "arguments": '{"x": 1}'}}]})
+        {'role': 'assistant', 'content': '', 'tool_calls': [{'type': 'function', 'function': {'name': 'f', 'arguments': {'x': 1}}}]}
+    """
+    out = {k: v for k, v in msg.items() if v is not None}
+    if out.get("tool_calls"):
+        calls = []
+        for call in out["tool_calls"]:
+            call = {k: v for k, v in call.items() if v is not None}
+            fn = dict(call.get("function") or {})
+            if isinstance(fn.get("arguments"), str):
+                try:
+                    fn["arguments"] = json.loads(fn["arguments"])
+                except ValueError:
+                    pass
+            calls.append({**call, "function": fn})
+        out["tool_calls"] = calls
+    return out
+
+
+def tools_of(tools: Any) -> list[dict] | None:
+    """A row's `tools` (JSON string, list or None) as the list templates take."""
+    if tools is None or tools == "":
+        return None
+    return json.loads(tools) if isinstance(tools, str) else list(tools)
+
+
+def render_messages(messages: list[dict[str, Any]], tokenizer: Any, *, add_generation_prompt: bool = False,
+                    continue_final_message: bool = False, tools: Any = None) -> str:
+    """Messages (and the row's `tools`, if any) -> the text the model is trained on or prompted with.
 
     Example:
         render_messages([{"role": "user", "content": "hi"}], tok)
         # with ChatML: '<|im_start|>user\\nhi<|im_end|>\\n'
     """
-    return tokenizer.apply_chat_template(messages, chat_template=chat_template_of(tokenizer), tokenize=False,
+    extra = {"tools": tools_of(tools)} if tools is not None else {}
+    return tokenizer.apply_chat_template([template_message(m) for m in messages],
+                                         chat_template=chat_template_of(tokenizer), tokenize=False,
                                          add_generation_prompt=add_generation_prompt,
-                                         continue_final_message=continue_final_message)
+                                         continue_final_message=continue_final_message, **extra)
+
+
+def unrendered(messages: list[dict[str, Any]], tokenizer: Any, tools: Any = None) -> str | None:
+    """What of a conversation the chat template leaves out of its text, or None: the row's `tools`,
+    or a message's `tool_calls` / `reasoning_content` (each message is rendered as the last one,
+    where templates that drop earlier turns' reasoning, like Qwen3's, still show it). Training on
+    such a row would teach a different conversation than the data holds.
+
+    Example:
+        unrendered([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "",
+                     "tool_calls": [...]}], llama3_tok)
+        # -> 'message 2 (assistant) tool_calls' with a template that has no tool-call branch
+    """
+    if tools_of(tools) and render_messages(messages, tokenizer, tools=tools) == render_messages(messages, tokenizer):
+        return "tools"
+    for i, msg in enumerate(messages):
+        keys = [k for k in ("tool_calls", "reasoning_content") if msg.get(k)]
+        if not keys:
+            continue
+        shown = render_messages(messages[:i + 1], tokenizer, tools=tools)
+        for key in keys:
+            without = {k: v for k, v in msg.items() if k != key}
+            if render_messages(messages[:i] + [without], tokenizer, tools=tools) == shown:
+                return f"message {i + 1} ({msg['role']}) {key}"
+    return None
+
+
+def has_extras(messages: list[dict[str, Any]], tools: Any = None) -> bool:
+    """Whether a conversation carries tools, tool calls or reasoning (what `unrendered` checks)."""
+    return bool(tools_of(tools)) or any(m.get("tool_calls") or m.get("reasoning_content") for m in messages)
 
 
 def row_texts(row: dict[str, Any], tokenizer: Any) -> list[str]:
@@ -58,10 +124,17 @@ def row_texts(row: dict[str, Any], tokenizer: Any) -> list[str]:
     if not convs:
         return [row["text"] if "text_pair" not in row else row["text"] + "\n" + row["text_pair"]]
     field = "messages" if "messages" in row else "prompt"
+    tools = row.get("tools")
     try:
-        return [render_messages(c, tokenizer) for c in convs]
+        texts = [render_messages(c, tokenizer, tools=tools) for c in convs]
+        missing = [m for c in convs if has_extras(c, tools) and (m := unrendered(c, tokenizer, tools))]
     except Exception as e:  # jinja2 TemplateError from raise_exception() in the template
         raise RowProblem(field, f"the chat template rejects this conversation: {e}") from None
+    if missing:
+        raise RowProblem("tools" if missing[0] == "tools" else field, f"the chat template does not render {missing[0]}",
+                         "use a template that renders tool calls and reasoning (e.g. the model's tool-calling "
+                         "template), or remove them from the data")
+    return texts
 
 
 def token_length(row: dict[str, Any], tokenizer: Any) -> int:

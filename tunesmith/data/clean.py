@@ -95,7 +95,7 @@ def filter_reason(row: dict[str, Any], cfg: CleanConfig) -> str | None:
     for key, value in row.items():
         if key in ("text", "text_pair") and isinstance(value, str) and not value:
             return f"{key} is empty after cleaning"
-        if isinstance(value, list) and any(not m["content"] for m in value):
+        if isinstance(value, list) and any(not m["content"] and not m.get("tool_calls") for m in value):
             return f"a {key} turn is empty after cleaning"
     text = row_text(row)
     n = len(text)

@@ -11,7 +11,13 @@ Internal forms (what the training stages receive, TRL 1.16's standard dataset fo
 | kto                            | unpaired_preference | {"prompt": [msg], "completion": [msg], "label": bool} |
 | classification                 | classification      | {"text": str, "text_pair"?: str, "label": int/float/str} |
 
-A msg is `{"role": "system"|"user"|"assistant"|"tool", "content": str}`.
+A msg is `{"role": "system"|"user"|"assistant"|"tool", "content": str}`, with, when the row has them
+(OpenAI style, see `_messages`): assistant `tool_calls` (`[{"type": "function", "function": {"name": str,
+"arguments": str}, "id"?: str}]`, arguments a JSON object as a canonical JSON string; content "" for a
+call-only turn) and `reasoning_content` (str); tool `tool_call_id` and `name` (str). A conversational
+row may carry `tools` (the function schemas, a JSON string of the list: a list of schemas would be
+read as messages by the cleaning step). `tunesmith.data.chat.render_messages` turns both back into
+the objects chat templates expect.
 
 Example:
     >>> detect_format({"instruction": "Add 2+2", "output": "4"})
@@ -21,6 +27,7 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -126,8 +133,94 @@ def _string(value: Any, field: str, *, allow_empty: bool = False) -> str:
     return value
 
 
+def _text_content(content: Any, where: str, content_key: str) -> str:
+    """A message's text: a string, or OpenAI content parts `[{"type": "text", "text": ...}]` joined by
+    newlines (as vLLM joins them); any other part (image, audio) is refused."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and content:
+        texts = []
+        for j, part in enumerate(content, start=1):
+            if not isinstance(part, dict) or part.get("type", "text") != "text" or not isinstance(part.get("text"), str):
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise RowProblem(None, f'{where} "{content_key}" part {j} is {kind!r}; only text parts '
+                                 '({"type": "text", "text": ...}) are supported', "give the text as a string")
+            texts.append(part["text"])
+        return "\n".join(texts)
+    raise RowProblem(None, f'{where} "{content_key}" must be a string, got {type(content).__name__}')
+
+
+def _json_object(value: Any, where: str) -> str:
+    """Tool-call arguments (a JSON string or an object) -> a canonical JSON string of an object."""
+    if value is None:
+        return "{}"
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as e:
+            raise RowProblem(None, f"{where} is not valid JSON ({e.msg} at column {e.colno})",
+                             'give a JSON object, e.g. {"city": "Paris"}, or a string holding one') from None
+    if not isinstance(value, dict):
+        raise RowProblem(None, f"{where} must be a JSON object, got {type(value).__name__}",
+                         'arguments name each parameter, e.g. {"city": "Paris"}')
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
+    """OpenAI `tool_calls` -> `[{"type": "function", "function": {"name", "arguments"}, "id"?}]`.
+    A call given flat (`{"name", "arguments"}`, as some datasets do) is accepted too."""
+    if not isinstance(value, list):
+        raise RowProblem(None, f"{where} tool_calls must be a list of calls, got {type(value).__name__}",
+                         'tool_calls: [{"type": "function", "function": {"name": ..., "arguments": {...}}}]')
+    out = []
+    for j, call in enumerate(value, start=1):
+        at = f"{where} tool_calls[{j}]"
+        if not isinstance(call, dict):
+            raise RowProblem(None, f"{at} must be an object, got {type(call).__name__}")
+        if call.get("type", "function") != "function":
+            raise RowProblem(None, f'{at} has type {call.get("type")!r}; only "function" calls are supported')
+        fn = call.get("function", call if "name" in call else None)
+        if not isinstance(fn, dict):
+            raise RowProblem(None, f'{at} has no "function" object', 'each call is {"type": "function", '
+                             '"function": {"name": ..., "arguments": {...}}}')
+        name = fn.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise RowProblem(None, f"{at}.function has no name" if name is None else
+                             f"{at}.function.name must be a non-empty string, got {name!r}")
+        entry: dict[str, Any] = {"type": "function", "function": {
+            "name": name, "arguments": _json_object(fn.get("arguments"), f"{at}.function.arguments")}}
+        if call.get("id") is not None:
+            if not isinstance(call["id"], str):
+                raise RowProblem(None, f"{at}.id must be a string, got {type(call['id']).__name__}")
+            entry["id"] = call["id"]
+        out.append(entry)
+    return out
+
+
+def _tools(value: Any) -> str:
+    """The row's `tools` (OpenAI function schemas, a list or a JSON string of one) -> a JSON string of
+    the list, after checking that each names its function (`{"type": "function", "function":
+    {"name": ...}}` or `{"name": ...}`)."""
+    if isinstance(value, str):                         # LLaMA-Factory keeps them as a JSON string
+        try:
+            value = json.loads(value)
+        except ValueError as e:
+            raise RowProblem("tools", f"is a string but not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(value, list):
+        raise RowProblem("tools", f"must be a list of function schemas, got {type(value).__name__}",
+                         'tools: [{"type": "function", "function": {"name": ..., "parameters": {...}}}]')
+    for j, tool in enumerate(value, start=1):
+        fn = tool.get("function", tool) if isinstance(tool, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"].strip():
+            raise RowProblem("tools", f"tool {j} has no function name",
+                             '{"type": "function", "function": {"name": ..., "parameters": {...}}}')
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _messages(value: Any, field: str, *, role_key: str = "role", content_key: str = "content",
-              role_map: dict[str, str] | None = None) -> list[dict[str, str]]:
+              role_map: dict[str, str] | None = None, extras: bool = False) -> list[dict[str, Any]]:
+    """Checked messages. With `extras` (messages and sharegpt rows) they may carry tool calls and
+    reasoning; elsewhere (prompt/completion, preference lists) those are refused, not dropped."""
     if not isinstance(value, list):
         raise RowProblem(field, f"must be a list of messages, got {type(value).__name__}")
     if not value:
@@ -142,14 +235,51 @@ def _messages(value: Any, field: str, *, role_key: str = "role", content_key: st
         role = msg[role_key]
         if role not in valid:
             raise RowProblem(field, f'message {i} has {role_key} "{role}"', f"expected one of {', '.join(valid)}")
-        content = msg.get(content_key)
-        if not isinstance(content, str):
-            raise RowProblem(field, f'message {i} ({valid[role]}) "{content_key}" must be a string, '
-                             f"got {type(content).__name__}")
-        if not content.strip():
-            raise RowProblem(field, f"message {i} ({valid[role]}) is empty",
-                             "every turn needs text; remove the row or the turn")
-        out.append({"role": valid[role], "content": content})
+        role = valid[role]
+        where = f"message {i} ({role})"
+        if not extras:
+            extra = next((k for k in ("tool_calls", "reasoning_content", "tool_call_id") if msg.get(k) not in (None, [])), None)
+            if extra is not None:
+                raise RowProblem(field, f"{where} has {extra}, which only messages rows carry",
+                                 'give the conversation as {"messages": [...]} to train tool calls and reasoning')
+        try:
+            out.append(_message(msg, role, where, content_key, extras))
+        except RowProblem as p:
+            raise RowProblem(field, p.message, p.fix) from None
+    return out
+
+
+def _message(msg: dict[str, Any], role: str, where: str, content_key: str, extras: bool) -> dict[str, Any]:
+    """One checked message: role and text content, plus the tool-calling and reasoning keys its
+    role may carry (assistant: tool_calls, reasoning_content; tool: tool_call_id, name)."""
+    calls = msg.get("tool_calls") if msg.get("tool_calls") != [] else None   # exports write [] for "no call"
+    for key, roles in (("tool_calls", ("assistant",)), ("reasoning_content", ("assistant",)),
+                       ("tool_call_id", ("tool",))):
+        if msg.get(key) not in (None, []) and role not in roles:
+            raise RowProblem(None, f"{where} has {key}; only {' and '.join(roles)} messages may",
+                             f"remove {key} from this message")
+    content = msg.get(content_key)
+    if content is None and calls is not None:
+        content = ""                                   # a turn that only calls tools
+    else:
+        content = _text_content(content, where, content_key)
+    out: dict[str, Any] = {"role": role, "content": content}
+    if calls is not None:
+        out["tool_calls"] = _tool_calls(calls, where)
+    elif not content.strip():
+        raise RowProblem(None, f"{where} is empty", "every turn needs text; remove the row or the turn")
+    reasoning = msg.get("reasoning_content")
+    if reasoning is not None:
+        if not isinstance(reasoning, str):
+            raise RowProblem(None, f"{where} reasoning_content must be a string, got {type(reasoning).__name__}")
+        if reasoning.strip():
+            out["reasoning_content"] = reasoning
+    if role == "tool" and extras:
+        for key in ("tool_call_id", "name"):
+            if msg.get(key) is not None:
+                if not isinstance(msg[key], str):
+                    raise RowProblem(None, f"{where} {key} must be a string, got {type(msg[key]).__name__}")
+                out[key] = msg[key]
     return out
 
 
@@ -248,11 +378,15 @@ def convert(row: dict[str, Any], fmt: str) -> dict[str, Any]:
     """
     if fmt == "text":
         return {"text": _string(_require(row, "text", fmt), "text")}
-    if fmt == "messages":
-        return {"messages": _messages(_require(row, "messages", fmt), "messages")}
-    if fmt == "sharegpt":
-        return {"messages": _messages(_require(row, "conversations", fmt), "conversations",
-                                      role_key="from", content_key="value", role_map=SHAREGPT_ROLES)}
+    if fmt in ("messages", "sharegpt"):
+        field = "messages" if fmt == "messages" else "conversations"
+        out = {"messages": _messages(_require(row, field, fmt), field, extras=True) if fmt == "messages" else
+               _messages(_require(row, field, fmt), field, role_key="from", content_key="value",
+                         role_map=SHAREGPT_ROLES, extras=True)}
+        _check_tool_results(out["messages"], field)
+        if row.get("tools") is not None:
+            out["tools"] = _tools(row["tools"])
+        return out
     if fmt == "alpaca":
         instruction = _string(_require(row, "instruction", fmt), "instruction")
         extra = row.get("input")
@@ -292,6 +426,31 @@ def convert(row: dict[str, Any], fmt: str) -> dict[str, Any]:
                 return out
         raise RowProblem("text", "is missing", f"classification rows need {FORMAT_FIELDS[fmt]}")
     raise ValueError(f"unknown format {fmt!r}")
+
+
+def _check_tool_results(messages: list[dict[str, Any]], field: str) -> None:
+    """A tool result that names its call (`tool_call_id`) names one of the calls of the assistant
+    turn it answers, when those calls have ids."""
+    ids: set[str] = set()
+    for i, msg in enumerate(messages, start=1):
+        if msg["role"] == "assistant":
+            ids = {c["id"] for c in msg.get("tool_calls") or () if c.get("id")}
+        elif msg["role"] == "tool" and msg.get("tool_call_id") and ids and msg["tool_call_id"] not in ids:
+            raise RowProblem(field, f'message {i} (tool) tool_call_id "{msg["tool_call_id"]}" answers no call '
+                             f"of the assistant turn before it (ids: {', '.join(sorted(ids))})")
+
+
+def message_text(msg: dict[str, Any]) -> str:
+    """All the text one message carries: content, reasoning and tool calls (for lengths and keys).
+
+    Example:
+        >>> message_text({"role": "assistant", "content": "", "tool_calls": [
+        ...     {"type": "function", "function": {"name": "f", "arguments": "{}"}}]})
+        'f {}'
+    """
+    parts = [msg.get("reasoning_content") or "", msg["content"]]
+    parts += [f'{c["function"]["name"]} {c["function"]["arguments"]}' for c in msg.get("tool_calls") or ()]
+    return "\n".join(p for p in parts if p)
 
 
 def conversation_of(row: dict[str, Any]) -> list[list[dict[str, str]]]:
@@ -356,6 +515,29 @@ def common_kind(formats: dict[str, str]) -> str:
     listing = ", ".join(f"{src}: {fmt}" for src, fmt in formats.items())
     raise UserError(f"inputs of different kinds cannot be mixed ({listing})", field="inputs",
                     fix="prepare them separately; only conversational and prompt-completion data mix")
+
+
+def storage_features(row: dict[str, Any]) -> Any:
+    """Arrow features for storing internal rows shaped like `row` (None: let datasets infer them, as
+    for every kind but conversations). A conversation's messages are stored as JSON (`List(Json())`)
+    and `tools` as a string: messages have different keys (tool calls, reasoning), and datasets 5.2
+    infers a schema from the first batch only, so a message key first seen later fails to cast and
+    a `tools` column first seen later is dropped. Pair with `storage_row`.
+
+    Example:
+        Dataset.from_generator(lambda: (storage_row(r) for r in rows), features=storage_features(rows[0]))
+    """
+    if "messages" not in row:
+        return None
+    from datasets import Features, Json, List, Value
+
+    return Features({"messages": List(Json()), "tools": Value("string")})
+
+
+def storage_row(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` with every column `storage_features` declares (a conversation without tools gets
+    `tools: None`)."""
+    return {**row, "tools": row.get("tools")} if "messages" in row else row
 
 
 def as_conversation(row: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from .chat import load_tokenizer, token_length
 from .clean import clean_row, map_texts, row_text
 from .config import DataPrepConfig, InputConfig
 from .dedup import Deduplicator
-from .formats import FORMAT_KIND, IDENTICAL_PAIR, as_conversation, common_kind
+from .formats import FORMAT_KIND, IDENTICAL_PAIR, as_conversation, common_kind, storage_features, storage_row
 from .pii import Anonymizer
 from .validate import Checked, LabelCheck, LengthStats, char_length, checked_rows
 
@@ -166,11 +166,18 @@ def _to_dataset(rows: Iterator[dict], cache: Path) -> Any:
     """Stream rows into an Arrow-backed Dataset under `cache` (None when no row is left)."""
     from datasets import Dataset
 
+    first = next(rows, None)
+    if first is None:
+        return None
+    # conversations with tool calls / reasoning: a fixed schema (datasets infers one from the first rows only)
+    features = storage_features(first)
+
     def gen() -> Iterator[dict]:
-        yield from rows
+        yield storage_row(first)
+        yield from (storage_row(r) for r in rows)
 
     try:
-        return Dataset.from_generator(gen, cache_dir=str(cache), fingerprint=uuid.uuid4().hex)
+        return Dataset.from_generator(gen, features=features, cache_dir=str(cache), fingerprint=uuid.uuid4().hex)
     except Exception as e:          # datasets wraps errors raised inside the generator
         cause = e
         while cause is not None and not isinstance(cause, UserError):
@@ -180,6 +187,15 @@ def _to_dataset(rows: Iterator[dict], cache: Path) -> Any:
         if "empty" in str(e).lower() or "corresponds to no data" in str(e).lower():
             return None
         raise
+
+
+def _as_conversations(ds: Any) -> Any:
+    """Prompt-completion rows as conversations stored as every conversation is (`storage_features`)."""
+    features = storage_features({"messages": []})
+    extra = [c for c in ds.column_names if c not in ("prompt", "completion")]
+    features.update({c: ds.features[c] for c in extra})
+    return ds.map(lambda r: storage_row(as_conversation(r)), remove_columns=["prompt", "completion"],
+                  features=features)
 
 
 def _split(ds: Any, cfg: DataPrepConfig, steps: _Steps, key: str = "split.validation") -> Any:
@@ -254,8 +270,7 @@ def prepare(config: DataPrepConfig | dict | None = None, *, run_dir: RunDir | st
             sources.append(source)
         kind = common_kind(formats)
         if kind == "conversational":   # prompt-completion inputs mixed with conversations become conversations
-            parts = [p.map(as_conversation, remove_columns=["prompt", "completion"])
-                     if p is not None and "prompt" in p.column_names else p for p in parts]
+            parts = [_as_conversations(p) if p is not None and "prompt" in p.column_names else p for p in parts]
         keep = [i for i, p in enumerate(parts) if p is not None and p.num_rows]
         if not keep:
             raise UserError(f"no rows left to prepare (read {steps.rows_read}, bad {steps.bad_rows_skipped}, "

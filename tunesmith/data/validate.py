@@ -22,7 +22,8 @@ from ..core.config import coerce
 from ..core.errors import UserError
 from .chat import load_tokenizer, token_length
 from .config import DataPrepConfig, InputConfig
-from .formats import FORMAT_FIELDS, FORMAT_KIND, RowProblem, common_kind, check_roles, conversation_of, convert, detect_format, map_columns
+from .formats import (FORMAT_FIELDS, FORMAT_KIND, RowProblem, check_roles, common_kind, conversation_of, convert,
+                      detect_format, map_columns, message_text)
 from .readers import RawRow, read_rows
 
 
@@ -60,7 +61,7 @@ class Checked:
 def char_length(row: dict[str, Any]) -> int:
     convs = conversation_of(row)
     if convs:
-        return max(sum(len(m["content"]) for m in c) for c in convs)
+        return max(sum(len(message_text(m)) for m in c) for c in convs)
     return len(row.get("text", "")) + len(row.get("text_pair", ""))
 
 
