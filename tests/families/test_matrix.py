@@ -115,3 +115,24 @@ def test_a_fine_tuned_reply_ends_at_the_family_end_of_turn_token(family, models,
     assert end in (eos if isinstance(eos, list) else [eos])      # generation stops there
     assert out.tolist()[-1] == end and len(out) < 20, tok.decode(out)
     assert "Blue." in tok.decode(out[:-1])
+
+
+def test_tool_calling_and_reasoning_rows_train_on_qwen3(models, tmp_path):
+    weather = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+                                                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+    rows = [{"tools": [weather], "messages": [
+        {"role": "user", "content": f"Weather in city {i}?"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"type": "function", "id": f"c{i}", "function": {"name": "get_weather", "arguments": {"city": f"c{i}"}}}]},
+        {"role": "tool", "tool_call_id": f"c{i}", "content": f"{i} C"},
+        {"role": "assistant", "content": f"It is {i} C."}]} for i in range(4)]
+    rows += [{"messages": [{"role": "user", "content": f"{i}+{i}?"},
+                           {"role": "assistant", "content": str(2 * i), "reasoning_content": f"{i} twice."}]}
+             for i in range(4)]
+    data = tmp_path / "tools.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = ts.sft(model={"path": str(models("qwen3"))}, data={"inputs": [{"path": str(data)}]}, sft={"max_length": 256},
+               train=TRAIN, run={"dir": str(tmp_path / "tools"), **RUN})
+    assert r.metrics["steps"] == 2 and r.metrics["train_tokens"] > 0
+    card = json.loads((tmp_path / "tools" / "data_card.json").read_text())
+    assert card["steps"]["rows_kept"] == 8 and card["steps"]["filtered"] == 0   # call-only turns are not "empty"
