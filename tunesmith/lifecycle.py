@@ -139,8 +139,8 @@ def use_adapter_optimizer(trainer: Any, adapter: Any, train: Any) -> None:
 
 def training_callbacks(run: RunDir, train) -> list[TrainerCallback]:
     """The callbacks every stage's trainer gets: metrics.jsonl, the checkpoint completion
-    marker, the non-finite guard."""
-    from .report.tensorboard import report_callbacks
+    marker, the non-finite guard, the `train.report_to` loggers (tensorboard, mlflow, wandb)."""
+    from .report.trackers import report_callbacks
 
     return [MetricsLogger(run), MarkComplete(), NonFiniteGuard(run, train.on_nonfinite),
             *report_callbacks(train.report_to, run.path)]
@@ -170,15 +170,20 @@ def save_output(run: RunDir, model: Any, tokenizer: Any, adapter: Any, base_path
 
 
 def finish_run(run: RunDir, step: int | None = None, push_to_hub: Any = None) -> dict:
-    """Log peak memory, write report.md/report.html, push when the recipe asks. Main process only.
-    Returns {"peak_memory": ..., "report": path, "pushed": url}."""
+    """Log peak memory, write report.md/report.html, log the run into the MLflow/W&B runs of
+    config.yaml's `train.report_to` and end them, push when the recipe asks. Main process only.
+    Returns {"peak_memory": ..., "report": path, "trackers": {name: run id}, "pushed": url}."""
     from .report import log_peak_memory, write_report
+    from .report.trackers import configured_trackers, finish_trackers
 
     out: dict = {}
     out["peak_memory"] = log_peak_memory(run, step=step) if run.main else {}
     if not run.main:
         return out
     out["report"] = str(write_report(run.path).html)
+    trackers = configured_trackers(run.path)  # config.yaml's train.report_to: mlflow, wandb
+    if trackers:
+        out["trackers"] = finish_trackers(run.path, trackers, step)
     if push_to_hub is not None:
         from .hub import push
 

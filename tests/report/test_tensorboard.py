@@ -13,8 +13,8 @@ from tunesmith.report.tensorboard import report_callbacks
 
 
 def test_unknown_logger_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match='unknown logger "wandb"') as e:
-        report_callbacks(["wandb"], tmp_path)
+    with pytest.raises(UserError, match='unknown logger "comet"') as e:
+        report_callbacks(["comet"], tmp_path)
     assert 'field "train.report_to"' in str(e.value)
     assert report_callbacks([], tmp_path) == []
 

@@ -27,8 +27,12 @@ class TrainSection(Section):
     save_steps: int = Field(100, ge=1, description="checkpoint every N steps")
     save_total_limit: int = Field(2, ge=1, description="keep the last K checkpoints")
     gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
-    report_to: list[Literal["tensorboard"]] = Field(
-        default_factory=list, description="live loggers besides metrics.jsonl: [tensorboard] (pip install tensorboard)")
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list,
+        description="live loggers besides metrics.jsonl, any of tensorboard (RUN_DIR/tensorboard), mlflow "
+                    "(MLFLOW_TRACKING_URI, else a store in RUN_DIR), wandb (offline in RUN_DIR/wandb unless "
+                    "WANDB_MODE/WANDB_API_KEY is set); mlflow/wandb also get the config, environment, final "
+                    "metrics and report at the end (pip install tensorboard / mlflow / wandb)")
     on_nonfinite: Literal["stop", "skip"] = Field(
         "stop", description="NaN/inf loss or gradients: stop (keep the last good checkpoint) or skip the batch")
 
