@@ -19,7 +19,7 @@ from tunesmith.pipeline import wire_model
 from tunesmith.recipes import STARTERS
 from tunesmith.stages import STAGES, api_name, load
 
-TOOLS = {"eval", "plan", "merge", "report", "push", "data", "init", "run", "demo"}
+TOOLS = {"eval", "plan", "merge", "report", "push", "data", "init", "run", "demo", "serve", "chat"}
 
 
 def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

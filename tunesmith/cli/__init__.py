@@ -16,6 +16,7 @@ from ..core.errors import TrainingStopped, UserError
 from ..stages import STAGES
 from .flags import BOOL_WORDS, Parser
 from .launch import launch_command as _launch_command
+from .serve import add_serve
 from .tools import add_data, add_eval, add_tools
 from .train import add_pipeline_commands, add_stage
 
@@ -40,6 +41,7 @@ def build_parser() -> Parser:
     add_eval(sub)
     add_tools(sub)
     add_data(sub)
+    add_serve(sub)
     add_pipeline_commands(sub)
     return parser
 
