@@ -28,7 +28,15 @@ def test_config_is_accepted_by_accelerate(name):
         assert plugin.fsdp_version == 2
 
 
-def test_launch_commands():
+def test_launch_commands(monkeypatch):
+    import tunesmith.cli.launch as launch
+
+    monkeypatch.setattr(launch, "_has_cuda", lambda: False)
+    monkeypatch.setattr(launch, "_gpu_count", lambda: 0)
+    with pytest.raises(UserError, match="needs a GPU"):   # on CPU accelerate would silently train DDP
+        _launch_command(["--launcher", "accelerate", "--accelerate-config", "fsdp_full_shard", "pretrain"])
+    monkeypatch.setattr(launch, "_has_cuda", lambda: True)   # the command a GPU machine gets
+    monkeypatch.setattr(launch, "_gpu_count", lambda: 8)
     cmd = _launch_command(["--launcher", "accelerate", "--accelerate-config", "fsdp_full_shard",
                            "--num-processes", "4", "sft", "r.yaml", "--train.lr", "1e-4"])
     assert cmd[1:4] == ["-m", "accelerate.commands.launch", "--config_file"]

@@ -125,6 +125,16 @@ def git_revision() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def _how_it_runs() -> dict:
+    """How this process trains (see core/distributed.how_it_runs: live state, not a config file)."""
+    from .distributed import how_it_runs
+
+    try:
+        return how_it_runs()
+    except Exception as e:  # the record never stops a run
+        return {"type": "unknown", "error": f"{type(e).__name__}: {e}"}
+
+
 def environment_record(seed: int | None = None, extra: dict | None = None) -> dict:
     versions = {}
     for name in TRACKED_PACKAGES:
@@ -142,6 +152,7 @@ def environment_record(seed: int | None = None, extra: dict | None = None) -> di
         "seed": seed,
         "git_revision": git_revision(),
         "versions": versions,
+        "distributed": _how_it_runs(),
     }
     from .modelio import RESOLVED
 

@@ -112,10 +112,33 @@ def _environment(info: RunInfo) -> list[str]:
     keys = ("time", "python", "platform", "processor", "cpu_count", "seed", "dtype", "parameters",
             "git_revision")
     rows = [(k, env[k]) for k in keys if env.get(k) is not None]
+    dist = env.get("distributed")
+    if isinstance(dist, dict):
+        rows.append(("distributed", _distributed(dist)))
     versions = env.get("versions") or {}
     if any(versions.values()):
         rows.append(("versions", ", ".join(f"{name} {v}" for name, v in versions.items() if v)))
     return table(rows, ("", "value"))
+
+
+def _distributed(dist: dict) -> str:
+    """environment.json's "distributed" record in one cell: "none (1 process)", or e.g.
+    "FSDP, 8 processes on 1 node, gloo; sharding: version 2, strategy FULL_SHARD"."""
+    kind, n, nodes = dist.get("type"), dist.get("processes"), dist.get("nodes")
+    if kind == "none":
+        return "none (1 process)"
+    text = f"{kind}, {n} processes on {nodes} node{'s' if nodes != 1 else ''}"
+    if dist.get("backend"):
+        text += f", {dist['backend']}"
+    sharding = dist.get("sharding")
+    if isinstance(sharding, dict):
+        text += "; sharding: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sharding.items()
+                                           if v is not None)
+    if dist.get("requested"):
+        text += f" ({dist['requested']} was requested)"
+    if dist.get("error"):
+        text += f" ({dist['error']})"
+    return text
 
 
 def _eval(info: RunInfo) -> list[str]:
