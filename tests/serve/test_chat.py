@@ -53,3 +53,17 @@ def test_chat_through_a_pipe(tiny):
                          check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("ad2> ") == 2 and "(conversation reset)" in out.stdout  # EOF exits
+
+
+def test_chat_compare_shows_the_base_answer_beside_the_fine_tune(tiny):
+    out = subprocess.run([*CMD, str(tiny["base"]), "--adapter", str(tiny["a2"]), "--compare", str(tiny["base"]),
+                          "--max-new-tokens", "4", "--temperature", "0"],
+                         input="hi\nhello\n", capture_output=True, text=True, timeout=180, check=False)
+    assert out.returncode == 0, out.stderr
+    from tunesmith.serve.engine import served_name
+
+    name = served_name(tiny["base"])   # a run's model/ answers to the run's name
+    assert out.stdout.count("ad2> ") == 2 and out.stdout.count(f"{name}> ") == 2, out.stdout
+    ours = [part.split("\n", 1)[0] for part in out.stdout.split("ad2> ")[1:]]
+    theirs = [part.split("\n", 1)[0] for part in out.stdout.split(f"{name}> ")[1:]]
+    assert ours != theirs, out.stdout   # the adapter changes the answers (greedy on both)

@@ -10,7 +10,7 @@ from .flags import command, no_extra
 SERVE_USAGE = ("tunesmith serve MODEL_OR_RUN [--adapter NAME=PATH ...] [--host H] [--port P] [--api-key KEY] "
                "[--max-batch N] [--max-queue N] [--timeout S] [--max-tokens N] [--dtype D] [--device cpu|cuda]")
 CHAT_USAGE = ("tunesmith chat MODEL_OR_RUN [--adapter PATH] [--system TEXT] [--max-new-tokens N] "
-              "[--temperature T] [--top-p P]")
+              "[--temperature T] [--top-p P] [--compare BASE]")
 
 
 def _adapters(specs: list[str] | None) -> dict[str, str]:
@@ -54,8 +54,14 @@ def _cmd_chat(args, extra: list[str]) -> int:
     model, tok = load_chat_model(args.model_or_run, args.adapter, dtype=args.dtype)
     base, found = resolve_target(args.model_or_run)
     name = served_name(args.adapter) if args.adapter else (next(iter(found), None) or served_name(base))
+    compare = None
+    if args.compare:  # the base (or any model) answering beside the fine-tune
+        other_model, other_tok = load_chat_model(args.compare, dtype=args.dtype)
+        other_base, other_found = resolve_target(args.compare)
+        other_name = next(iter(other_found), None) or served_name(other_base)
+        compare = (other_model, other_tok, other_name if other_name != name else f"{other_name} (compare)")
     return chat_loop(model, tok, system=args.system, max_new_tokens=args.max_new_tokens,
-                     temperature=args.temperature, top_p=args.top_p, name=name)
+                     temperature=args.temperature, top_p=args.top_p, name=name, compare=compare)
 
 
 def add_serve(sub) -> None:
@@ -84,6 +90,8 @@ def add_serve(sub) -> None:
     c.add_argument("model_or_run", metavar="MODEL_OR_RUN")
     c.add_argument("--adapter", metavar="PATH", help="an adapter folder (or run) to put on the base")
     c.add_argument("--system", help="system prompt")
+    c.add_argument("--compare", metavar="BASE", help="a second model (e.g. the base) answering each message beside "
+                                                    "the first, with its own conversation")
     c.add_argument("--max-new-tokens", type=int, default=256, help="tokens per answer (default 256)")
     c.add_argument("--temperature", type=float, default=0.7, help="0 for greedy (default 0.7)")
     c.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (default 0.95)")

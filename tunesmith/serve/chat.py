@@ -3,7 +3,8 @@
 Tokens stream as they are generated (transformers' TextIteratorStreamer, `generate` in a thread);
 the chat template is applied to the whole conversation, which is kept between turns. Commands:
 `/reset` (forget the conversation), `/system TEXT` (set the system prompt and reset), `/exit`
-(or end of input, Ctrl-D). Ctrl-C stops the answer being written.
+(or end of input, Ctrl-D). Ctrl-C stops the answer being written. With `compare` (`--compare BASE`)
+a second model answers every message after the first, each keeping its own conversation.
 """
 from __future__ import annotations
 
@@ -98,16 +99,19 @@ def reply(model: Any, tokenizer: Any, messages: list[dict], *, max_new_tokens: i
 
 def chat_loop(model: Any, tokenizer: Any, *, system: str | None = None, max_new_tokens: int = 256,
               temperature: float = 0.7, top_p: float = 0.95, stdin: TextIO | None = None,
-              out: TextIO = sys.stdout, name: str = "model") -> int:
-    """Read a message per line, answer it, keep the conversation; 0 on /exit or end of input."""
+              out: TextIO = sys.stdout, name: str = "model", compare: tuple[Any, Any, str] | None = None) -> int:
+    """Read a message per line, answer it, keep the conversation; 0 on /exit or end of input.
+    `compare` = (model, tokenizer, name): a second model answers each message too, beside the first."""
     stdin = stdin or sys.stdin
     interactive = stdin.isatty()
     messages: list[dict] = []
+    other: list[dict] = []  # the compared model's own conversation
 
     def start() -> None:
-        messages.clear()
-        if system:
-            messages.append({"role": "system", "content": system})
+        for conversation in (messages, other):
+            conversation.clear()
+            if system:
+                conversation.append({"role": "system", "content": system})
 
     start()
     out.write(f"chatting with {name}; {HELP}\n")
@@ -148,9 +152,18 @@ def chat_loop(model: Any, tokenizer: Any, *, system: str | None = None, max_new_
         if line.startswith("/") and not line.startswith("//"):
             out.write(f"unknown command {line.split()[0]}; {HELP}\n")
             continue
-        messages.append({"role": "user", "content": line[1:] if line.startswith("//") else line})
+        text = line[1:] if line.startswith("//") else line
+        messages.append({"role": "user", "content": text})
         out.write(f"{name}> ")
         out.flush()
         answer = reply(model, tokenizer, messages, max_new_tokens=max_new_tokens, temperature=temperature,
                        top_p=top_p, out=out)
         messages.append({"role": "assistant", "content": answer})
+        if compare is not None:
+            other_model, other_tok, other_name = compare
+            other.append({"role": "user", "content": text})
+            out.write(f"{other_name}> ")
+            out.flush()
+            other.append({"role": "assistant", "content": reply(
+                other_model, other_tok, other, max_new_tokens=max_new_tokens, temperature=temperature,
+                top_p=top_p, out=out)})
