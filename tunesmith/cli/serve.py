@@ -8,7 +8,8 @@ from ..core.errors import UserError
 from .flags import command, no_extra
 
 SERVE_USAGE = ("tunesmith serve MODEL_OR_RUN [--adapter NAME=PATH ...] [--host H] [--port P] [--api-key KEY] "
-               "[--max-batch N] [--max-queue N] [--timeout S] [--max-tokens N] [--dtype D] [--device cpu|cuda]")
+               "[--max-batch N] [--max-queue N] [--timeout S] [--max-tokens N] [--dtype D] [--device cpu|cuda] "
+               "[--engine transformers|vllm]")
 CHAT_USAGE = ("tunesmith chat MODEL_OR_RUN [--adapter PATH] [--system TEXT] [--max-new-tokens N] "
               "[--temperature T] [--top-p P] [--compare BASE]")
 
@@ -27,6 +28,12 @@ def _adapters(specs: list[str] | None) -> dict[str, str]:
 
 def _cmd_serve(args, extra: list[str]) -> int:
     no_extra(extra, SERVE_USAGE)
+    api_key = args.api_key or os.environ.get("TUNESMITH_API_KEY") or None
+    if args.engine == "vllm":  # vLLM's own OpenAI server, with the adapters as LoRA modules
+        from ..serve.vllm import run_vllm, vllm_command
+
+        return run_vllm(vllm_command(args.model_or_run, _adapters(args.adapter), name=args.name, host=args.host,
+                                     port=args.port, api_key=api_key, dtype=args.dtype))
     try:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
@@ -35,7 +42,6 @@ def _cmd_serve(args, extra: list[str]) -> int:
                         fix="pip install 'tunesmith[serve]'") from None
     from ..serve import Engine, run_server
 
-    api_key = args.api_key or os.environ.get("TUNESMITH_API_KEY") or None
     engine = Engine.load(args.model_or_run, _adapters(args.adapter), name=args.name, dtype=args.dtype,
                          device=args.device, max_batch=args.max_batch, max_queue=args.max_queue)
     where = f"http://{args.host}:{args.port}/v1"
@@ -83,6 +89,9 @@ def add_serve(sub) -> None:
     s.add_argument("--max-tokens", type=int, default=256, help="max_tokens when a request gives none (default 256)")
     s.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="weights dtype (default float32)")
     s.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    s.add_argument("--engine", choices=["transformers", "vllm"], default="transformers",
+                   help="transformers (default; CPU or GPU) or vllm (vLLM's OpenAI server with the adapters as "
+                        "LoRA modules; needs vLLM on a CUDA machine)")
     s.set_defaults(func=_cmd_serve)
     c = command(sub, "chat", "chat with a model, run or adapter in the terminal", usage=CHAT_USAGE,
                 description="an interactive chat that streams tokens, applies the chat template and keeps the "
