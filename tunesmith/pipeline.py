@@ -53,14 +53,6 @@ def _output_of(stage_dir: Path) -> Path | None:
     return None
 
 
-def _feedable(output: Path, stage_dir: Path) -> Path:
-    """A full model folder the next stage can load: adapters are merged into their base
-    (`RUN/<n>-<name>/merged`, `tunesmith.adapters.chain`)."""
-    from .adapters.chain import model_folder
-
-    return model_folder(output)
-
-
 def wire_model(kind: str, cfg: dict, previous: Path | None) -> dict:
     """The stage's config with the previous stage's model where the stage reads its model (its
     `model_key` in the stage table), unless the stage names one itself."""
@@ -111,7 +103,9 @@ def run_pipeline(config: PipelineConfig | dict | str | None = None, **sections) 
         result.stages.append({"stage": kind, "name": name, "dir": str(stage_dir), "skipped": done,
                               "output": str(output) if output else None})
         if output is not None:
-            previous = _feedable(output, stage_dir)
+            from .adapters.chain import model_folder  # (loads torch: not at import)
+
+            previous = model_folder(output)  # an adapter: merged into its base as RUN/<n>-<name>/merged
     result.model_path = previous
     atomic_write_json(root.path / "results.json", {"stages": result.stages, "metrics": result.metrics,
                                                    "model_path": str(previous) if previous else None})

@@ -13,23 +13,13 @@ import subprocess
 import sys
 
 import pytest
-from safetensors.torch import load_file
 
-from helpers import REPO, assert_user_error, launch_cli, write_corpus
+from distributed._pretrain import assert_close, pretrain_args, weights
+from helpers import REPO, assert_user_error, launch_cli
 from tunesmith.cli.launch import fit_config, launch_command
 from tunesmith.core.errors import UserError
 
 pytestmark = pytest.mark.slow
-TOL = 1e-6
-
-
-def _args(corpus, run_dir, steps=8):
-    return ["pretrain", "--data.train", str(corpus), "--tokenizer.vocab_size", "320", "--model.layers", "1",
-            "--model.hidden", "32", "--model.heads", "2", "--model.kv_heads", "1", "--model.intermediate", "64",
-            "--data.block_size", "32", "--train.max_steps", str(steps), "--train.batch_size", "8",
-            "--train.save_steps", "4", "--train.eval_steps", "1000", "--train.logging_steps", "1",
-            "--train.dtype", "fp32", "--train.schedule", "constant", "--train.warmup_steps", "0",
-            "--run.sample_tokens", "0", "--run.dir", str(run_dir), "--quiet"]
 
 
 def _distributed(run):
@@ -38,18 +28,6 @@ def _distributed(run):
 
 def _env():
     return {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return write_corpus(tmp_path_factory.mktemp("c") / "c.txt", 150)
-
-
-@pytest.fixture(scope="module")
-def single(corpus, tmp_path_factory):
-    run = tmp_path_factory.mktemp("one") / "run"
-    launch_cli(_args(corpus, run), 1)
-    return run
 
 
 def test_one_process_records_none(single):
@@ -63,17 +41,16 @@ def test_one_process_records_none(single):
 @pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
 def test_two_processes_record_multi_cpu(corpus, single, tmp_path, launcher):
     run = tmp_path / "run"
-    launch_cli(_args(corpus, run), 2, launcher=launcher)  # accelerate: the shipped ddp_cpu config
+    launch_cli(pretrain_args(corpus, run), 2, launcher=launcher)  # accelerate: the shipped ddp_cpu config
     assert _distributed(run) == {"type": "MULTI_CPU", "processes": 2, "nodes": 1, "sharding": None,
                                  "backend": "gloo"}
-    a, b = load_file(run / "model" / "model.safetensors"), load_file(single / "model" / "model.safetensors")
-    assert max((a[k] - b[k]).abs().max().item() for k in a) <= TOL
+    assert_close(weights(run), weights(single))
 
 
 def test_fsdp_config_is_refused_on_cpu_in_one_line(corpus, tmp_path):
     run = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "--launcher", "accelerate",
-                           "--accelerate-config", "fsdp_full_shard", *_args(corpus, run)],
+                           "--accelerate-config", "fsdp_full_shard", *pretrain_args(corpus, run)],
                           cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
     assert_user_error(proc, "fsdp_full_shard", "FSDP", "needs a GPU", "ddp_cpu")
     assert not run.exists()
@@ -91,7 +68,7 @@ def test_plain_accelerate_launch_of_fsdp_on_cpu_is_refused_by_each_process(corpu
     (tmp_path / "fsdp.yaml").write_text(yaml.safe_dump(cfg))
     run = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                           str(tmp_path / "fsdp.yaml"), "-m", "tunesmith.cli", *_args(corpus, run)],
+                           str(tmp_path / "fsdp.yaml"), "-m", "tunesmith.cli", *pretrain_args(corpus, run)],
                           cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert proc.stderr.count("FSDP was requested") >= 1 and "silently train MULTI_CPU" in proc.stderr

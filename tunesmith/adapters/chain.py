@@ -22,7 +22,6 @@ import json
 import os
 from pathlib import Path
 
-from ..core.errors import UserError
 from ..core.modelio import hub_source, resolve_model
 
 
@@ -80,13 +79,7 @@ def model_folder(path: str | os.PathLike, field: str = "model.path") -> Path:
         return p
     merged = merged_folder(p)
     if not _fresh(merged, p):
-        from .artifacts import read_record
-        from .config import PROMPT_METHODS, AdapterConfig
         from .merge import merge
 
-        method = AdapterConfig.model_validate(read_record(p)["adapter"]).method
-        if method in PROMPT_METHODS:
-            raise UserError(f"is a {method} adapter, which cannot be merged into its base", file=p, field=field,
-                            fix="set model.adapter: continue to train it further, or give its base folder")
-        merge(p, merged)
+        merge(p, merged)  # refuses prompt/prefix-tuning adapters (virtual tokens cannot be merged)
     return merged

@@ -48,7 +48,8 @@ def merge(adapter_dir: str | os.PathLike, output: str | os.PathLike, *,
     if cfg.method in PROMPT_METHODS:
         raise UserError(f"a {cfg.method} adapter adds virtual tokens and cannot be merged into "
                         "weights", file=adapter_dir,
-                        fix="load it with PeftModel.from_pretrained(base, folder) instead")
+                        fix="load it with PeftModel.from_pretrained(base, folder) instead; as a stage's model, "
+                            "set model.adapter: continue to train it further")
     base_path = resolve_base(adapter_dir, record, base)
     target_dtype = _base_dtype(base_path) if dtype == "base" else DTYPES[dtype]
     model = load_base(base_path, cfg, num_labels=record.get("num_labels"))

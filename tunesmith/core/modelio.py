@@ -13,6 +13,7 @@ asked and the commit it resolved to), which environment.json records.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -228,14 +229,29 @@ def _reason(e: BaseException) -> str:
 
 def check_safetensors(path: str | os.PathLike) -> None:
     """Read a safetensors file's header (a few kB, no tensor data): a truncated, overwritten or
-    non-safetensors file is refused here, naming it, before anything else loads."""
+    non-safetensors file is refused here, naming it, before anything else loads. A file already
+    read unchanged (same size and modification time) is not read again: a stage checks its model
+    folder up front and the loaders check it again."""
+    try:
+        st = os.stat(path)
+        reason = _header_error(str(path), st.st_size, st.st_mtime_ns)
+    except OSError as e:
+        reason = _reason(e)
+    if reason is not None:
+        raise UserError(f"cannot read the weights: {reason}", file=path, fix=DAMAGED_FIX)
+
+
+@functools.lru_cache(maxsize=256)
+def _header_error(path: str, size: int, mtime_ns: int) -> str | None:
+    """Why the header of this version of the file cannot be read (None: it can)."""
     from safetensors import SafetensorError, safe_open
 
     try:
-        with safe_open(str(path), framework="numpy"):  # "numpy": opening imports no torch
+        with safe_open(path, framework="numpy"):  # "numpy": opening imports no torch
             pass
     except (SafetensorError, OSError) as e:
-        raise UserError(f"cannot read the weights: {_reason(e)}", file=path, fix=DAMAGED_FIX) from None
+        return _reason(e)
+    return None
 
 
 def load_model(path: str | os.PathLike, auto_class: Any = None, *, trust_remote_code: bool = False,
