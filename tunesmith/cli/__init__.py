@@ -17,6 +17,7 @@ from ..stages import STAGES
 from .flags import BOOL_WORDS, Parser
 from .launch import launch_command as _launch_command
 from .serve import add_serve
+from .service import add_service
 from .tools import add_data, add_eval, add_tools
 from .train import add_pipeline_commands, add_stage
 
@@ -42,6 +43,7 @@ def build_parser() -> Parser:
     add_tools(sub)
     add_data(sub)
     add_serve(sub)
+    add_service(sub)
     add_pipeline_commands(sub)
     return parser
 
