@@ -27,9 +27,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def create_key(store: Path, name: str) -> str:
+def create_key(store: Path, name: str, *flags: str) -> str:
     out = subprocess.run([sys.executable, "-m", "tunesmith.cli", "service", "keys", "create", "--store", str(store),
-                          "--name", name], cwd=REPO, env=ENV, capture_output=True, text=True, check=True)
+                          "--name", name, *flags], cwd=REPO, env=ENV, capture_output=True, text=True, check=True)
     return out.stdout.strip()
 
 

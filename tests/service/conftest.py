@@ -20,6 +20,8 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def service(store, tiny_base):
-    proc = ServiceProcess(store["root"], tiny_base, workers=2).start()
+    broken = store["root"].parent / "broken-model"  # a folder that is no model: its jobs fail
+    broken.mkdir(exist_ok=True)
+    proc = ServiceProcess(store["root"], tiny_base, workers=2, extra=["--model", f"broken={broken}"]).start()
     yield proc
     proc.stop()

@@ -5,7 +5,7 @@ import time
 
 import openai
 import pytest
-from service._service import QUICK, chat_rows, client, dpo_rows, wait_for, write_jsonl
+from service._service import QUICK, chat_rows, client, create_key, dpo_rows, wait_for, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +25,24 @@ def chat_file(alice, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def sft_job(alice, chat_file):
-    return alice.fine_tuning.jobs.create(model="tiny", training_file=chat_file.id, suffix="adder", seed=3,
-                                         hyperparameters={"batch_size": 2},
-                                         extra_body={"method": {"type": "supervised",
-                                                                "supervised": {"recipe": QUICK}}})
+def jobs(alice, chat_file, tmp_path_factory):
+    """The jobs of this module's tests, queued together so the two workers overlap them."""
+    prefs = write_jsonl(tmp_path_factory.mktemp("data") / "prefs.jsonl", dpo_rows())
+    pref_file = alice.files.create(file=prefs.open("rb"), purpose="fine-tune")
+    sft = alice.fine_tuning.jobs.create(model="tiny", training_file=chat_file.id, suffix="adder", seed=3,
+                                        hyperparameters={"batch_size": 2},
+                                        extra_body={"method": {"type": "supervised", "supervised": {"recipe": QUICK}}})
+    dpo = alice.fine_tuning.jobs.create(
+        model="tiny", training_file=pref_file.id, seed=1,
+        method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "batch_size": 2}, "recipe": QUICK}})
+    broken = alice.fine_tuning.jobs.create(model="broken", training_file=chat_file.id,
+                                           method={"type": "supervised", "supervised": {"recipe": QUICK}})
+    return {"sft": sft, "dpo": dpo, "broken": broken}
+
+
+@pytest.fixture(scope="module")
+def sft_job(jobs):
+    return jobs["sft"]
 
 
 def test_supervised_job_end_to_end(alice, chat_file, sft_job):
@@ -57,13 +70,9 @@ def test_supervised_job_end_to_end(alice, chat_file, sft_job):
     assert base.choices[0].message.content is not None
 
 
-def test_dpo_job_with_openai_preference_file(alice, tmp_path):
-    f = alice.files.create(file=write_jsonl(tmp_path / "prefs.jsonl", dpo_rows()).open("rb"), purpose="fine-tune")
-    job = alice.fine_tuning.jobs.create(
-        model="tiny", training_file=f.id, seed=1,
-        method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "batch_size": 2}, "recipe": QUICK}})
-    assert job.method.type == "dpo"
-    job = wait_for(alice, job.id)
+def test_dpo_job_with_openai_preference_file(alice, jobs):
+    assert jobs["dpo"].method.type == "dpo"
+    job = wait_for(alice, jobs["dpo"].id)
     assert job.status == "succeeded", job.error
     r = alice.chat.completions.create(model=job.fine_tuned_model, messages=[{"role": "user", "content": "Say a"}],
                                       temperature=0, max_tokens=3)
@@ -102,17 +111,47 @@ def test_bad_hyperparameters_name_the_field(alice, chat_file):
     assert e.value.body["param"] == "training_file"  # chat rows for a preference method
 
 
-def test_cancel_running_job(alice, chat_file):
+def test_cancel_and_per_key_limits(service, store, alice, jobs, tmp_path):
+    """carol may run one job at a time and store 1 KiB: her second job waits while a worker is free;
+    cancelling the running job (SIGTERM) lets it start; a queued job is cancelled at once."""
+    for job in jobs.values():  # both workers free
+        wait_for(alice, job.id)
+    carol = client(service.url, create_key(store["root"], "carol", "--max-running", "1", "--storage-mb", "0.001"))
+    f = carol.files.create(file=write_jsonl(tmp_path / "c.jsonl", chat_rows(6)).open("rb"), purpose="fine-tune")
+    with pytest.raises(openai.APIStatusError) as e:
+        carol.files.create(file=write_jsonl(tmp_path / "d.jsonl", chat_rows(6)).open("rb"), purpose="fine-tune")
+    assert e.value.status_code == 413 and e.value.body["code"] == "quota_exceeded"
     long = {**QUICK, "train": {**QUICK["train"], "max_steps": 100000, "save_steps": 100000}}
-    job = alice.fine_tuning.jobs.create(model="tiny", training_file=chat_file.id,
-                                        method={"type": "supervised", "supervised": {"recipe": long}})
+    method = {"type": "supervised", "supervised": {"recipe": long}}
+    first, second, third = (carol.fine_tuning.jobs.create(model="tiny", training_file=f.id, method=method)
+                            for _ in range(3))
     deadline = time.monotonic() + 120
-    while not any(e.type == "metrics" for e in alice.fine_tuning.jobs.list_events(job.id, limit=5).data):
-        assert time.monotonic() < deadline and alice.fine_tuning.jobs.retrieve(job.id).status in ("queued", "running")
-        time.sleep(0.3)
-    alice.fine_tuning.jobs.cancel(job.id)
-    job = wait_for(alice, job.id, timeout=60)
+    while not any(e.type == "metrics" for e in carol.fine_tuning.jobs.list_events(first.id, limit=5).data):
+        assert time.monotonic() < deadline and carol.fine_tuning.jobs.retrieve(first.id).status in ("queued", "running")
+        time.sleep(0.3)  # training (and many scheduler rounds with a free worker)
+    assert carol.fine_tuning.jobs.retrieve(second.id).status == "queued"  # her limit, not the workers'
+    assert carol.fine_tuning.jobs.cancel(third.id).status == "cancelled"  # queued: at once
+    carol.fine_tuning.jobs.cancel(first.id)
+    assert wait_for(carol, first.id, timeout=60).status == "cancelled"
+    assert wait_for(carol, second.id, statuses=("running",), timeout=60).status == "running"
+    carol.fine_tuning.jobs.cancel(second.id)
+    job = wait_for(carol, second.id, timeout=60)
     assert job.status == "cancelled" and job.fine_tuned_model is None
+
+
+def test_readme_client_example(service, store, tmp_path, monkeypatch, capsys):
+    """The README's client example, as written (its URL and key replaced), on a 16-row chat file."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code = re.search(r"```python\n(# the service client example.*?)```", readme, re.S).group(1)
+    code = code.replace("http://localhost:8000/v1", service.url).replace('"ts-..."', repr(store["alice"]))
+    write_jsonl(tmp_path / "chat.jsonl", chat_rows())
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "Fine-tuning job started" in out and "successfully completed" in out
 
 
 def test_another_key_sees_nothing(alice, bob, chat_file, sft_job):
@@ -133,3 +172,11 @@ def test_another_key_sees_nothing(alice, bob, chat_file, sft_job):
     assert job.fine_tuned_model not in [m.id for m in bob.models.list().data]
     with pytest.raises(openai.AuthenticationError):
         client(bob.base_url, "ts-not-a-key").fine_tuning.jobs.list()
+
+
+def test_failed_job_reports_last_error_line(alice, jobs):
+    """A job whose process ends with an error is `failed` with the stage's one-line error."""
+    job = wait_for(alice, jobs["broken"].id)
+    assert job.status == "failed" and job.error.code == "job_failed"
+    assert job.error.message.startswith("error: ") and "exit code 2" in job.error.message, job.error.message
+    assert "config.json" in job.error.message or "model" in job.error.message

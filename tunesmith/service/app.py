@@ -135,7 +135,8 @@ class Service:
         if hit is not None and time.monotonic() - hit[0] < 5:
             return hit[1]
         row = self.store.key_owner(key)
-        self._keys[key] = (time.monotonic(), row)
+        if row is not None:  # only valid keys are remembered (wrong ones must not fill the memory)
+            self._keys[key] = (time.monotonic(), row)
         return row
 
     def base_path(self, model: Any) -> str:
@@ -310,7 +311,7 @@ def create_service_app(service: Service):
     @app.get("/v1/models")
     async def list_models(request: Request):
         def read():
-            jobs = [j for j in store.jobs_with_status("succeeded") if j.owner == request.state.owner.id]
+            jobs = store.jobs_with_status("succeeded", owner=request.state.owner.id)
             return [model_card(b, 0) for b in service.bases] + [
                 model_card(j.fine_tuned_model, j.finished_at or 0, j.model) for j in jobs]
         return {"object": "list", "data": await asyncio.to_thread(read)}

@@ -29,7 +29,8 @@ STAGE_KINDS = {"sft": ("conversational", "prompt_completion"), "dpo": ("preferen
 HYPERPARAMETERS = ("batch_size", "learning_rate_multiplier", "n_epochs", "beta")
 # recipe keys a tenant may not set: the service sets them, or they read server files or run code
 FORBIDDEN = ("run", "model.path", "model.tokenizer", "model.trust_remote_code", "model.allow_pickle", "data.inputs",
-             "data.output", "push_to_hub", "teacher", "rewards.functions", "rewards.models", "train.report_to")
+             "data.output", "data.check.tokenizer", "push_to_hub", "teacher", "rewards.functions", "rewards.models",
+             "train.report_to")
 SAFE_REWARD_FUNCTIONS = ("exact_match", "format")
 SUFFIX = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 

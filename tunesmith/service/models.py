@@ -39,7 +39,8 @@ class ModelPool:
             folder = Path(job.model_path)
             if not is_adapter_folder(folder):
                 return self._engine(model, folder, model)
-            engine = self._engine(job.model, self.bases[job.model], job.model)
+            base = job.recipe["model"]["path"]
+            engine = self._engine(job.model, base, job.model)
         if model not in engine.models:
             try:
                 engine.add_adapter(model, folder)
@@ -50,7 +51,7 @@ class ModelPool:
                         if model not in self.engines:
                             from ..serve import Engine
 
-                            self.engines[model] = Engine.load(self.bases[job.model], {model: folder}, name=job.model,
+                            self.engines[model] = Engine.load(base, {model: folder}, name=job.model,
                                                               **self.options).start()
                         return self.engines[model]
         return engine

@@ -172,11 +172,14 @@ class Store:
             rows = list(s.scalars(q.order_by(Job.seq.desc()).limit(limit + 1)))
             return rows[:limit], len(rows) > limit
 
-    def jobs_with_status(self, *status: str) -> list[Job]:
+    def jobs_with_status(self, *status: str, owner: str | None = None) -> list[Job]:
         with self.sessions() as s:
-            return list(s.scalars(select(Job).where(Job.status.in_(status)).order_by(Job.seq)))
+            q = select(Job).where(Job.status.in_(status))
+            if owner is not None:
+                q = q.where(Job.owner == owner)
+            return list(s.scalars(q.order_by(Job.seq)))
 
-    def count_jobs(self, **where: Any) -> dict[str, int]:
+    def count_jobs(self) -> dict[str, int]:
         with self.sessions() as s:
             rows = s.execute(select(Job.status, func.count()).group_by(Job.status)).all()
             return {status: n for status, n in rows}
