@@ -126,14 +126,20 @@ class Service:
         self.allow_hub_models = allow_hub_models
         self._keys: dict[str, tuple[float, Any]] = {}
 
+    def cached_owner(self, authorization: str | None) -> Any:
+        """The key's row when it was looked up in the last few seconds (no database read per poll)."""
+        key = (authorization or "")[7:].strip()
+        hit = self._keys.get(key)
+        return hit[1] if hit is not None and time.monotonic() - hit[0] < 5 else None
+
     def owner(self, authorization: str | None) -> Any:
-        """The key's row, or None (cached a few seconds: no database read per poll)."""
+        """The key's row, or None."""
         if not authorization or not authorization.startswith("Bearer "):
             return None
+        cached = self.cached_owner(authorization)
+        if cached is not None:
+            return cached
         key = authorization[7:].strip()
-        hit = self._keys.get(key)
-        if hit is not None and time.monotonic() - hit[0] < 5:
-            return hit[1]
         row = self.store.key_owner(key)
         if row is not None:  # only valid keys are remembered (wrong ones must not fill the memory)
             self._keys[key] = (time.monotonic(), row)
@@ -151,11 +157,20 @@ class Service:
 
 def create_service_app(service: Service):
     """The FastAPI app, wrapped so chat requests reach the model engines."""
-    from fastapi import FastAPI
+    from fastapi import APIRouter, Depends, FastAPI
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
+    async def authenticate(request: Request) -> None:
+        header = request.headers.get("authorization")
+        key = service.cached_owner(header) or await asyncio.to_thread(service.owner, header)
+        if key is None:
+            raise RequestError("Incorrect API key provided." if header else "No API key provided.",
+                               code="invalid_api_key", status=401)
+        request.state.owner = key
+
     app = FastAPI(title="tunesmith service")
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authenticate)])
     store = service.store
 
     def error(status: int, message: str, type: str = "invalid_request_error", param: str | None = None,
@@ -174,23 +189,13 @@ def create_service_app(service: Service):
         return error(exc.status_code, str(exc.detail), code={404: "not_found", 405: "method_not_allowed"}
                      .get(exc.status_code))
 
-    @app.middleware("http")
-    async def _auth(request: Request, call_next):
-        if request.url.path.startswith("/v1"):
-            key = await asyncio.to_thread(service.owner, request.headers.get("authorization"))
-            if key is None:
-                return error(401, "Incorrect API key provided." if request.headers.get("authorization")
-                             else "No API key provided.", code="invalid_api_key")
-            request.state.owner = key
-        return await call_next(request)
-
     @app.get("/health")
     async def health():
         counts = await asyncio.to_thread(store.count_jobs)
         return {"status": "ok", "jobs": counts, "workers": service.scheduler.workers}
 
     # -- files -----------------------------------------------------------------------------------
-    @app.post("/v1/files")
+    @v1.post("/files")
     async def upload(request: Request):
         key = request.state.owner
         fid = new_id("file")
@@ -224,23 +229,23 @@ def create_service_app(service: Service):
             tmp.unlink(missing_ok=True)
         return file_object(f)
 
-    @app.get("/v1/files")
+    @v1.get("/files")
     async def list_files(request: Request, purpose: str | None = None):
         files = await asyncio.to_thread(store.list_files, request.state.owner.id, purpose)
         return {"object": "list", "data": [file_object(f) for f in files], "has_more": False}
 
-    @app.get("/v1/files/{file_id}")
+    @v1.get("/files/{file_id}")
     async def get_file(request: Request, file_id: str):
         f = await asyncio.to_thread(store.get_file, request.state.owner.id, file_id)
         return file_object(f) if f else not_found("file", file_id, "file_id")
 
-    @app.delete("/v1/files/{file_id}")
+    @v1.delete("/files/{file_id}")
     async def delete_file(request: Request, file_id: str):
         done = await asyncio.to_thread(store.delete_file, request.state.owner.id, file_id)
         return {"id": file_id, "object": "file", "deleted": True} if done else not_found("file", file_id, "file_id")
 
     # -- jobs ------------------------------------------------------------------------------------
-    @app.post("/v1/fine_tuning/jobs")
+    @v1.post("/fine_tuning/jobs")
     async def create_job(request: Request):
         key = request.state.owner
         try:
@@ -253,19 +258,19 @@ def create_service_app(service: Service):
         service.scheduler.wake()
         return job_object(job)
 
-    @app.get("/v1/fine_tuning/jobs")
+    @v1.get("/fine_tuning/jobs")
     async def list_jobs(request: Request, after: str | None = None, limit: int = 20):
         if not 1 <= limit <= 100:
             raise RequestError("limit must be from 1 to 100", "limit")
         jobs, more = await asyncio.to_thread(store.list_jobs, request.state.owner.id, after, limit)
         return {"object": "list", "data": [job_object(j) for j in jobs], "has_more": more}
 
-    @app.get("/v1/fine_tuning/jobs/{job_id}")
+    @v1.get("/fine_tuning/jobs/{job_id}")
     async def get_job(request: Request, job_id: str):
         job = await asyncio.to_thread(store.get_job, request.state.owner.id, job_id)
         return job_object(job) if job else not_found("fine-tuning job", job_id, "fine_tuning_job_id")
 
-    @app.post("/v1/fine_tuning/jobs/{job_id}/cancel")
+    @v1.post("/fine_tuning/jobs/{job_id}/cancel")
     async def cancel_job(request: Request, job_id: str):
         job = await asyncio.to_thread(store.request_cancel, request.state.owner.id, job_id)
         if job is None:
@@ -273,7 +278,7 @@ def create_service_app(service: Service):
         service.scheduler.wake()
         return job_object(job)
 
-    @app.get("/v1/fine_tuning/jobs/{job_id}/events")
+    @v1.get("/fine_tuning/jobs/{job_id}/events")
     async def job_events(request: Request, job_id: str, after: str | None = None, limit: int = 20):
         def read():
             job = store.get_job(request.state.owner.id, job_id)
@@ -295,7 +300,7 @@ def create_service_app(service: Service):
             return not_found("fine-tuning job", job_id, "fine_tuning_job_id")
         return page(items, after, limit)
 
-    @app.get("/v1/fine_tuning/jobs/{job_id}/checkpoints")
+    @v1.get("/fine_tuning/jobs/{job_id}/checkpoints")
     async def job_checkpoints(request: Request, job_id: str, after: str | None = None, limit: int = 10):
         job = await asyncio.to_thread(store.get_job, request.state.owner.id, job_id)
         if job is None:
@@ -308,7 +313,7 @@ def create_service_app(service: Service):
         return {"id": id, "object": "model", "created": created, "owned_by": "tunesmith" if parent is None else "user",
                 "parent": parent}
 
-    @app.get("/v1/models")
+    @v1.get("/models")
     async def list_models(request: Request):
         def read():
             jobs = store.jobs_with_status("succeeded", owner=request.state.owner.id)
@@ -316,7 +321,7 @@ def create_service_app(service: Service):
                 model_card(j.fine_tuned_model, j.finished_at or 0, j.model) for j in jobs]
         return {"object": "list", "data": await asyncio.to_thread(read)}
 
-    @app.get("/v1/models/{name:path}")
+    @v1.get("/models/{name:path}")
     async def get_model(request: Request, name: str):
         if name in service.bases:
             return model_card(name, 0)
@@ -325,6 +330,7 @@ def create_service_app(service: Service):
             return error(404, f"The model {name!r} does not exist", param="model", code="model_not_found")
         return model_card(name, job.finished_at or 0, job.model)
 
+    app.include_router(v1)
     return CompletionRouter(app, service)
 
 
