@@ -91,17 +91,19 @@ def fit_config(raw: dict, name: str, processes: int | None, gpus: int) -> dict:
     kind = str(cfg.get("distributed_type", "NO")).upper()
     machines = int(cfg.get("num_machines") or 1)
     if not gpus:
-        if kind in ("FSDP", "DEEPSPEED"):
-            what = "FSDP" if kind == "FSDP" else "DeepSpeed"
-            why = ("accelerate 1.15 keeps a CPU run MULTI_CPU and would silently train DDP" if kind == "FSDP"
-                   else "DeepSpeed runs on GPUs")
-            raise UserError(f'accelerate config "{name}" uses {what}, which needs a GPU and this machine has '
-                            f"none: {why}", fix="use --accelerate-config ddp_cpu or --launcher torchrun on CPU")
+        if kind == "DEEPSPEED":
+            raise UserError(f'accelerate config "{name}" uses DeepSpeed, which needs a GPU and this machine has '
+                            "none (DeepSpeed's CPU accelerator is not supported by tunesmith)",
+                            fix="use --accelerate-config fsdp_full_shard (sharded) or ddp_cpu on CPU")
         if kind.startswith("MULTI_"):
             cfg["distributed_type"] = "MULTI_CPU"
         cfg["use_cpu"] = True
         cfg["mixed_precision"] = "no"
         cfg.pop("gpu_ids", None)
+        if kind == "FSDP" and isinstance(cfg.get("fsdp_config"), dict):
+            # accelerate 1.15's RAM-efficient loading moves a PEFT model to `meta` and re-ties it
+            # through the PeftModel, which fails on tied embeddings; on CPU every process loads anyway
+            cfg["fsdp_config"] = {**cfg["fsdp_config"], "fsdp_cpu_ram_efficient_loading": False}
     cfg["num_processes"] = processes or (gpus or CPU_PROCESSES) * machines
     if cfg["num_processes"] % machines:
         raise UserError(f"--num-processes {cfg['num_processes']} does not split over the config's "

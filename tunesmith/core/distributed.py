@@ -30,9 +30,11 @@ from typing import Any, Iterator
 
 from .errors import UserError
 
-# the PartialState types that accelerate 1.15 turns into FSDP when ACCELERATE_USE_FSDP is set
+# the PartialState types that accelerate 1.15 turns into FSDP when ACCELERATE_USE_FSDP is set, and
+# MULTI_CPU, which tunesmith turns into FSDP (compat.fsdp_on_cpu)
 _ACCELERATOR_TYPES = ("MULTI_GPU", "MULTI_XPU", "MULTI_NPU", "MULTI_MLU", "MULTI_SDAA", "MULTI_MUSA",
                       "MULTI_HPU", "MULTI_NEURON")
+_FSDP_TYPES = _ACCELERATOR_TYPES + ("MULTI_CPU",)
 
 
 def world_size() -> int:
@@ -60,26 +62,50 @@ def _partial_state():
 
 
 def check_requested_type(state_type: str) -> None:
-    """Refuse a run whose launcher asked for FSDP/DeepSpeed that accelerate will not give here
-    (it would fall back to DDP without a word)."""
+    """Refuse a run whose launcher asked for DeepSpeed that accelerate will not give here (it would
+    fall back to DDP without a word). FSDP on CPU is given (see `compat.fsdp_on_cpu`)."""
     want = requested_type()
-    if want == "FSDP" and state_type not in _ACCELERATOR_TYPES + ("FSDP",):
-        raise UserError(f"FSDP was requested (ACCELERATE_USE_FSDP) but accelerate runs it only on GPUs; "
-                        f"here it would silently train {state_type} (DDP) instead",
-                        fix="use --accelerate-config ddp_cpu or --launcher torchrun on CPU")
+    if want == "FSDP" and state_type not in _FSDP_TYPES + ("FSDP",):
+        raise UserError(f"FSDP was requested (ACCELERATE_USE_FSDP) but this run is {state_type}: accelerate "
+                        f"would silently train without sharding", fix="launch it with several processes")
     if want == "DEEPSPEED" and state_type in ("MULTI_CPU", "NO"):
         raise UserError("DeepSpeed was requested (ACCELERATE_USE_DEEPSPEED) but this run is on CPU",
-                        fix="use --accelerate-config ddp_cpu or --launcher torchrun on CPU")
+                        fix="use --accelerate-config fsdp_full_shard or ddp_cpu on CPU")
+
+
+def check_stage(config) -> None:
+    """Refuse, before training, what the requested sharding cannot run here: a quantized base
+    (QLoRA) under FSDP without CUDA (bitsandbytes' 4-bit weights are sharded only as CUDA bf16
+    storage, `bnb_4bit_quant_storage: bfloat16`)."""
+    if world_size() <= 1 or requested_type() != "FSDP":
+        return
+    adapter = getattr(config, "adapter", None)
+    if adapter is None or getattr(adapter, "method", "full") == "full":
+        return
+    import torch
+
+    if adapter.resolved_quantize() != "none" and not torch.cuda.is_available():
+        raise UserError(f"{adapter.method} (a {adapter.resolved_quantize()} base) under FSDP needs CUDA GPUs; "
+                        "this machine has none", field="adapter.method",
+                        fix="use --adapter.method lora under FSDP on CPU, or ddp_cpu for QLoRA")
 
 
 @contextlib.contextmanager
 def main_process_first() -> Iterator[None]:
-    """A no-op in a single process; otherwise accelerate's main-process-first barrier."""
+    """A no-op in a single process; otherwise accelerate's main-process-first barrier. An FSDP
+    launch on CPU gets accelerate's FSDP state (`compat.fsdp_on_cpu`) before any accelerator is
+    built."""
     if world_size() == 1:
         yield
         return
     state = _partial_state()
     check_requested_type(state.distributed_type.value)
+    if requested_type() == "FSDP":
+        from ..compat import fsdp2_sees_tied_tokens, fsdp_on_cpu
+
+        fsdp2_sees_tied_tokens()
+        if state.distributed_type.value == "MULTI_CPU":
+            fsdp_on_cpu()
     with state.main_process_first():
         yield
 
@@ -145,7 +171,7 @@ def how_it_runs() -> dict:
     else:
         state = _partial_state()
         kind = state.distributed_type.value
-        if requested_type() == "FSDP" and kind in _ACCELERATOR_TYPES:
+        if requested_type() == "FSDP" and kind in _FSDP_TYPES:
             kind = "FSDP"
         elif requested_type() == "DEEPSPEED" and kind not in ("MULTI_CPU", "NO"):
             kind = "DEEPSPEED"
@@ -159,3 +185,23 @@ def how_it_runs() -> dict:
     if want and want != kind:
         record["requested"] = want  # asked for through the launcher's environment, not given
     return record
+
+
+def consolidate(model) -> bool:
+    """After training under FSDP2: the model whole again on every process, in place (collective;
+    see `compat.unshard_fsdp2`), so a stage's save writes a normal consolidated save_pretrained
+    folder (or PEFT adapter) and generation/evaluation after training run on the whole model.
+    A no-op (False) for a model that was not sharded."""
+    if world_size() <= 1:
+        return False
+    from ..compat import unshard_fsdp2
+
+    return unshard_fsdp2(model)
+
+
+def wait_for_everyone() -> None:
+    """A barrier across the processes of a distributed run (nothing in a single process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()

@@ -135,6 +135,19 @@ def _how_it_runs() -> dict:
         return {"type": "unknown", "error": f"{type(e).__name__}: {e}"}
 
 
+def refresh_distributed_record(run_path: str | os.PathLike) -> None:
+    """Once the Trainer's accelerator exists, rewrite environment.json's "distributed" record from
+    its final state (the record written at the start reads accelerate's launch environment)."""
+    path = Path(run_path) / "environment.json"
+    if not path.is_file():
+        return
+    record = json.loads(path.read_text(encoding="utf-8"))
+    fresh = _how_it_runs()
+    if record.get("distributed") != fresh:
+        record["distributed"] = fresh
+        atomic_write_json(path, record)
+
+
 def environment_record(seed: int | None = None, extra: dict | None = None) -> dict:
     versions = {}
     for name in TRACKED_PACKAGES:
