@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import UserError
@@ -73,10 +74,46 @@ def check_requested_type(state_type: str) -> None:
                         fix="use --accelerate-config fsdp_full_shard or ddp_cpu on CPU")
 
 
-def check_stage(config) -> None:
-    """Refuse, before training, what the requested sharding cannot run here: a quantized base
-    (QLoRA) under FSDP without CUDA (bitsandbytes' 4-bit weights are sharded only as CUDA bf16
-    storage, `bnb_4bit_quant_storage: bfloat16`)."""
+def is_sharded_checkpoint(ckpt: Path) -> bool:
+    """An FSDP checkpoint (transformers' `pytorch_model_fsdp*`: torch.distributed.checkpoint
+    folders of model and optimizer shards), as opposed to whole-model safetensors."""
+    return any(p.name.startswith("pytorch_model_fsdp") for p in ckpt.iterdir())
+
+
+def check_resume(ckpt: Path | None) -> None:
+    """Refuse to resume an FSDP checkpoint without FSDP, or a whole-model checkpoint under FSDP
+    (transformers 5.24 would fail deep inside train()). FSDP to FSDP works across process counts
+    (torch.distributed.checkpoint reshards), as does DDP/1 process to DDP/1 process."""
+    if ckpt is None:
+        return
+    fsdp = requested_type() == "FSDP" and world_size() > 1
+    sharded = is_sharded_checkpoint(ckpt)
+    if sharded and not fsdp:
+        raise UserError(f"{ckpt.name} holds FSDP shards; it resumes only under FSDP",
+                        file=ckpt, fix="resume with --launcher accelerate --accelerate-config fsdp_full_shard "
+                                       "--num-processes N (N >= 2, any count)")
+    if fsdp and not sharded:
+        raise UserError(f"{ckpt.name} holds a whole model (saved without FSDP); it does not resume under FSDP",
+                        file=ckpt, fix="resume it as it was trained (ddp_cpu, torchrun or one process)")
+
+
+def check_stage(config, checkpoints: Path | None = None) -> None:
+    """Refuse, before training, what this launch cannot run: resuming a checkpoint of the other
+    kind (`check_resume`); a quantized base (QLoRA) under FSDP without CUDA (bitsandbytes' 4-bit
+    weights are sharded only as CUDA bf16 storage, `bnb_4bit_quant_storage: bfloat16`)."""
+    try:
+        _check_stage(config, checkpoints)
+    except UserError:
+        wait_for_everyone()  # every process refuses here: the main one removes a new run folder only
+        raise                # once the others have finished loading (they write nothing after it)
+
+
+def _check_stage(config, checkpoints: Path | None) -> None:
+    run_cfg = getattr(config, "run", None)
+    if checkpoints is not None and getattr(run_cfg, "resume", False):
+        from .checkpoints import last_checkpoint
+
+        check_resume(last_checkpoint(checkpoints))
     if world_size() <= 1 or requested_type() != "FSDP":
         return
     adapter = getattr(config, "adapter", None)

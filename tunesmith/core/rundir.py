@@ -246,7 +246,12 @@ class RunDir:
 
     def start(self, config: Any, seed: int | None = None, **environment: Any) -> "RunDir":
         """The run begins, its inputs all valid: make the folder (an overwritten run's metrics and
-        checkpoints go now), then write config.yaml and environment.json."""
+        checkpoints go now), then write config.yaml and environment.json. Refused first (every
+        process): what this launch cannot run (core.distributed.check_stage: a checkpoint of the
+        other kind to resume, QLoRA under FSDP on CPU)."""
+        from .distributed import check_stage
+
+        check_stage(config, self.checkpoints)
         self.make()
         RunDir.current = self
         self.write_config(config)
