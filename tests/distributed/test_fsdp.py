@@ -122,13 +122,26 @@ def test_sft_fsdp_matches_one_process(base, tmp_path, method):
         AutoModelForCausalLM.from_pretrained(two / "model")
 
 
-def test_qlora_under_fsdp_is_refused_on_cpu(base, tmp_path):
-    run = tmp_path / "run"
-    proc = launch(_sft(base, run, "qlora"), 2, FSDP, check=False)
-    assert proc.returncode != 0
-    lines = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
-    assert lines and all("qlora" in l and "FSDP needs CUDA" in l and "adapter.method" in l for l in lines), lines
-    assert not run.exists()
+def test_qlora_under_fsdp_is_refused_on_cpu(monkeypatch, tmp_path):
+    """Checked by every process before training (RunDir.start -> distributed.check_stage); here
+    with the environment an FSDP launch gives each process."""
+    import torch
+
+    from tunesmith.alignment.sft import SFTConfig
+    from tunesmith.core.distributed import check_stage
+    from tunesmith.core.errors import UserError
+
+    if torch.cuda.is_available():
+        pytest.skip("QLoRA under FSDP is allowed with CUDA")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    cfg = SFTConfig.model_validate({"model": {"path": str(tmp_path)}, "adapter": {"method": "qlora"}})
+    with pytest.raises(UserError, match="qlora .*under FSDP needs CUDA GPUs") as e:
+        check_stage(cfg)
+    assert "adapter.method" in str(e.value) and "\n" not in str(e.value)
+    check_stage(SFTConfig.model_validate({"model": {"path": str(tmp_path)}, "adapter": {"method": "lora"}}))
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "false")  # DDP: QLoRA trains on CPU processes
+    check_stage(cfg)
 
 
 # --- the compat workarounds still match the libraries (each fails when its library changes) ------
@@ -181,46 +194,45 @@ def test_peft_token_wrapper_still_hides_the_tie():
     assert inp.token_adapter.base_layer.weight is out.token_adapter.base_layer.weight
 
 
-def test_unshard_fsdp2_gives_back_a_plain_module(tmp_path):
+def test_unshard_fsdp2_gives_back_a_plain_module(monkeypatch):
     """A 1-process gloo group: fully_shard a tied tiny Llama, train a step, undo it; the module is
     its own class again with plain tied parameters, and state_dict/forward/generate work unsharded."""
-    code = r"""
-import os, torch, torch.distributed as dist
-from torch.distributed.fsdp import fully_shard, FSDPModule, register_fsdp_forward_method
-from torch.distributed.tensor import DTensor
-from transformers import LlamaConfig, LlamaForCausalLM
-from tunesmith.compat import unshard_fsdp2
-dist.init_process_group("gloo", rank=0, world_size=1)
-torch.manual_seed(0)
-cfg = LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                  num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)
-model = LlamaForCausalLM(cfg)
-for layer in model.model.layers:
-    fully_shard(layer)
-fully_shard(model)
-register_fsdp_forward_method(model, "generate")
-opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-x = torch.randint(0, 32, (2, 8))
-model(input_ids=x, labels=x).loss.backward(); opt.step()
-assert isinstance(model.lm_head.weight, DTensor)
-want = {k: v.full_tensor() for k, v in model.state_dict().items()}
-assert unshard_fsdp2(model)
-assert not any(isinstance(m, FSDPModule) for m in model.modules()) and type(model) is LlamaForCausalLM
-assert not any(isinstance(p, DTensor) for p in model.parameters())
-assert model.lm_head.weight is model.model.embed_tokens.weight
-sd = model.state_dict()
-assert all(torch.equal(sd[k], want[k]) for k in want)
-model.generate(x[:1, :3], max_new_tokens=2, do_sample=False)
-assert not unshard_fsdp2(model)
-dist.destroy_process_group()
-print("ok")
-"""
     import socket
+
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
+    from torch.distributed.tensor import DTensor
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tunesmith.compat import unshard_fsdp2
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=180)
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        cfg = LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                          num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)
+        model = LlamaForCausalLM(cfg)
+        for layer in model.model.layers:
+            fully_shard(layer)
+        fully_shard(model)
+        register_fsdp_forward_method(model, "generate")
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        x = torch.randint(0, 32, (2, 8))
+        model(input_ids=x, labels=x).loss.backward()
+        opt.step()
+        assert isinstance(model.lm_head.weight, DTensor)
+        want = {k: v.full_tensor() for k, v in model.state_dict().items()}
+        assert unshard_fsdp2(model)
+        assert not any(isinstance(m, FSDPModule) for m in model.modules()) and type(model) is LlamaForCausalLM
+        assert not any(isinstance(p, DTensor) for p in model.parameters())
+        assert model.lm_head.weight is model.model.embed_tokens.weight
+        sd = model.state_dict()
+        assert all(torch.equal(sd[k], want[k]) for k in want)
+        model.generate(x[:1, :3], max_new_tokens=2, do_sample=False)
+        assert not unshard_fsdp2(model)
+    finally:
+        dist.destroy_process_group()

@@ -55,11 +55,32 @@ def requested_type() -> str | None:
     return None
 
 
+# How long a collective (gloo/NCCL all-reduce, barrier, rendezvous of the process group) waits for
+# a process that stopped answering before it fails: torch's own default for gloo, stated and set
+# explicitly; TUNESMITH_DIST_TIMEOUT (seconds) overrides it. A process that dies closes its
+# connections, and the others fail at their next collective at once ("Connection reset by peer");
+# the timeout bounds only a peer that hangs without closing them (a frozen node, a cut network).
+DIST_TIMEOUT_S = 1800
+
+
+def timeout_s() -> int:
+    value = os.environ.get("TUNESMITH_DIST_TIMEOUT", "").strip()
+    if not value:
+        return DIST_TIMEOUT_S
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f'TUNESMITH_DIST_TIMEOUT must be a whole number of seconds, not "{value}"')
+    return int(value)
+
+
 def _partial_state():
+    """accelerate's PartialState; the first call (tunesmith's, before any Trainer) initializes the
+    process group, with the stated timeout."""
+    from datetime import timedelta
+
     import torch
     from accelerate import PartialState
 
-    return PartialState(cpu=not torch.cuda.is_available())
+    return PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(seconds=timeout_s()))
 
 
 def check_requested_type(state_type: str) -> None:
@@ -189,6 +210,22 @@ def _deepspeed_sharding(plugin: Any | None) -> dict:
     return {"zero_stage": int(stage) if stage and stage.isdigit() else None, "read_from": "environment"}
 
 
+def _pg_timeout() -> float | None:
+    """The default process group's collective timeout in seconds, as torch holds it."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    try:
+        import torch
+
+        group = dist.distributed_c10d._get_default_group()
+        device = torch.device("cuda" if dist.get_backend() == "nccl" else "cpu")
+        return group._get_backend(device).options._timeout.total_seconds()
+    except Exception:  # private API: the record only
+        return None
+
+
 def how_it_runs() -> dict:
     """{"type", "processes", "nodes", "sharding"} of this process, from live state (see the module
     docstring). One process: {"type": "none", "processes": 1, "nodes": 1, "sharding": None}."""
@@ -213,7 +250,7 @@ def how_it_runs() -> dict:
         elif requested_type() == "DEEPSPEED" and kind not in ("MULTI_CPU", "NO"):
             kind = "DEEPSPEED"
     record = {"type": kind, "processes": int(state.num_processes), "nodes": _nodes(world),
-              "sharding": None, "backend": getattr(state, "backend", None)}
+              "sharding": None, "backend": getattr(state, "backend", None), "timeout_s": _pg_timeout()}
     if kind == "FSDP":
         record["sharding"] = _fsdp_sharding(fsdp_plugin)
     elif kind == "DEEPSPEED":
