@@ -19,6 +19,7 @@ that fails when the library changes under it (then the workaround is revisited, 
 | `evaluate_unsharded` | transformers 5.24, accelerate 1.15 | an `evaluate()` before `train()` under FSDP2 prepares the model without its optimizer, which accelerate refuses (test: tests/distributed/test_fsdp.py) |
 | `unshard_fsdp2` | torch 2.13 | FSDP2 (`fully_shard`) has no inverse: after training, every stage's save (`save_pretrained`, PEFT) needs the whole model, not DTensor shards (test: tests/distributed/test_fsdp.py) |
 | `fsdp2_sees_tied_tokens` | accelerate 1.15, peft 0.21.2 | FSDP2 preparation looks for tied embeddings through `get_input/output_embeddings`; peft's trainable-token wrappers hide the tie and sharding fails (test: tests/distributed/test_fsdp.py) |
+| `process_group_timeout` | torch 2.13 | the collective timeout a process group was created with is readable only through private attributes (test: tests/distributed/test_how_it_ran.py, test_fsdp.py: environment.json's `timeout_s`) |
 """
 from __future__ import annotations
 
@@ -438,3 +439,19 @@ def fsdp2_sees_tied_tokens() -> bool:
     prepare._tunesmith_tied_tokens = True
     acc.fsdp2_prepare_model = prepare
     return True
+
+
+# --- the process group's collective timeout (torch 2.13) -----------------------------------------
+# torch/distributed/distributed_c10d.py: `init_process_group(timeout=...)` stores it in the backend's
+# options (`_get_default_group()._get_backend(device).options._timeout`); there is no public getter.
+
+def process_group_timeout() -> float | None:
+    """The default process group's collective timeout in seconds (None without one)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    group = dist.distributed_c10d._get_default_group()
+    device = torch.device("cuda" if dist.get_backend() == "nccl" else "cpu")
+    return group._get_backend(device).options._timeout.total_seconds()

@@ -44,7 +44,7 @@ def test_pretrain_fsdp_matches_one_process(corpus, single, tmp_path):
     assert_close(weights(run), weights(single))
     assert proc.stdout.count("run: ") == 1
     assert _distributed(run) == {
-        "type": "FSDP", "processes": 2, "nodes": 1, "backend": "gloo",
+        "type": "FSDP", "processes": 2, "nodes": 1, "backend": "gloo", "timeout_s": 1800.0,
         "sharding": {"version": 2, "read_from": "accelerator", "reshard_after_forward": True,
                      "strategy": "FULL_SHARD", "state_dict_type": "SHARDED_STATE_DICT", "offload_params": False}}
     for step in (4, 8):

@@ -41,7 +41,7 @@ def test_two_processes_record_multi_cpu(corpus, single, tmp_path, launcher):
     run = tmp_path / "run"
     launch_cli(pretrain_args(corpus, run), 2, launcher=launcher)  # accelerate: the shipped ddp_cpu config
     assert _distributed(run) == {"type": "MULTI_CPU", "processes": 2, "nodes": 1, "sharding": None,
-                                 "backend": "gloo"}
+                                 "backend": "gloo", "timeout_s": 1800.0}
     assert_close(weights(run), weights(single))
 
 

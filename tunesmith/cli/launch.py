@@ -6,9 +6,10 @@ accelerate reads it: a resolved copy is written to a temporary folder and launch
   GPU (torch.cuda.device_count()) on each of the config's machines, else 2 on a machine without
   a GPU (the least that is distributed: on CPU more processes mostly compete for the same cores);
 - without a GPU: `use_cpu: true`, `mixed_precision: "no"`, MULTI_GPU becomes MULTI_CPU (gloo) and
-  gpu_ids goes. FSDP and DeepSpeed configs are refused without a GPU, before anything starts:
-  accelerate 1.15 never turns a CPU run into FSDP (AcceleratorState keeps MULTI_CPU and the run
-  silently trains DDP) and DeepSpeed needs GPUs. `--cpu` is not passed to accelerate on purpose:
+  gpu_ids goes. FSDP configs run on CPU (FSDP2 over gloo: accelerate 1.15 would keep the run
+  MULTI_CPU, tunesmith upgrades it, see compat.fsdp_on_cpu) with fsdp_cpu_ram_efficient_loading
+  off (it fails on a PEFT model with tied embeddings). DeepSpeed configs are refused without a GPU,
+  before anything starts. `--cpu` is not passed to accelerate on purpose:
   it would send the launch to accelerate's single-process simple launcher.
 - a MULTI_CPU config with more than one process is launched with `--multi_gpu` added: accelerate
   1.15 sends MULTI_CPU to its simple launcher, which starts ONE process unless mpirun is set up

@@ -20,7 +20,11 @@ process state, never from an accelerate config file. Where it looks, in order:
 
 accelerate 1.15 never upgrades MULTI_CPU to FSDP (accelerate/state.py, AcceleratorState.__init__:
 the ACCELERATE_USE_FSDP branch is only reached for MULTI_GPU/XPU/NPU/MLU/SDAA/MUSA/HPU/NEURON), so
-an FSDP config launched on CPU silently trains plain DDP; `main_process_first` refuses that.
+an FSDP config launched on CPU would silently train plain DDP; `main_process_first` installs
+`compat.fsdp_on_cpu`, which finishes the upgrade for a multi-process CPU run, before any
+accelerator exists. After training, `consolidate` makes an FSDP2 model whole on every process
+(the stages then save it as usual). The process group is created here, with the stated
+collective timeout (`DIST_TIMEOUT_S`, TUNESMITH_DIST_TIMEOUT).
 """
 from __future__ import annotations
 
@@ -210,22 +214,6 @@ def _deepspeed_sharding(plugin: Any | None) -> dict:
     return {"zero_stage": int(stage) if stage and stage.isdigit() else None, "read_from": "environment"}
 
 
-def _pg_timeout() -> float | None:
-    """The default process group's collective timeout in seconds, as torch holds it."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return None
-    try:
-        import torch
-
-        group = dist.distributed_c10d._get_default_group()
-        device = torch.device("cuda" if dist.get_backend() == "nccl" else "cpu")
-        return group._get_backend(device).options._timeout.total_seconds()
-    except Exception:  # private API: the record only
-        return None
-
-
 def how_it_runs() -> dict:
     """{"type", "processes", "nodes", "sharding"} of this process, from live state (see the module
     docstring). One process: {"type": "none", "processes": 1, "nodes": 1, "sharding": None}."""
@@ -249,8 +237,10 @@ def how_it_runs() -> dict:
             kind = "FSDP"
         elif requested_type() == "DEEPSPEED" and kind not in ("MULTI_CPU", "NO"):
             kind = "DEEPSPEED"
+    from ..compat import process_group_timeout
+
     record = {"type": kind, "processes": int(state.num_processes), "nodes": _nodes(world),
-              "sharding": None, "backend": getattr(state, "backend", None), "timeout_s": _pg_timeout()}
+              "sharding": None, "backend": getattr(state, "backend", None), "timeout_s": process_group_timeout()}
     if kind == "FSDP":
         record["sharding"] = _fsdp_sharding(fsdp_plugin)
     elif kind == "DEEPSPEED":
