@@ -14,7 +14,8 @@ Sharding should cut `held` roughly in half: each process keeps 1/2 of the parame
 and optimizer state (DDP keeps all of them, plus its gradient buckets).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/distributed_memory.py            # small and base
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/distributed_memory.py --tiny     # nano, seconds
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/distributed_memory.py --tiny     # nano, both modes
+                                                                                  # in one torchrun
 """
 from __future__ import annotations
 
@@ -36,17 +37,23 @@ def _status(key: str) -> int:
     raise KeyError(key)
 
 
-def worker(mode: str, size: str) -> None:
+def worker(modes: list[str], size: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    for mode in modes:
+        _one(mode, size, dist.get_rank())
+    dist.destroy_process_group()
+
+
+def _one(mode: str, size: str, rank: int) -> None:
     import gc
 
     import torch
-    import torch.distributed as dist
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tunesmith.pretraining.presets import build_model, count_parameters
 
-    dist.init_process_group("gloo")
-    rank = dist.get_rank()
     torch.manual_seed(0)
     gc.collect()
     base = _status("VmRSS")
@@ -73,37 +80,44 @@ def worker(mode: str, size: str) -> None:
     held, peak = _status("VmRSS") - base, _status("VmHWM") - base
     print(MARK + json.dumps({"rank": rank, "mode": mode, "size": size, "parameters": params,
                              "base": base, "held": held, "peak": peak}), flush=True)
-    dist.destroy_process_group()
+    del model, opt
+    gc.collect()
 
 
-def measure(mode: str, size: str) -> list[dict]:
+def measure(modes: str, size: str) -> list[dict]:
+    """Rows of `modes` ("ddp", "fsdp", or "ddp,fsdp": one after the other in the same processes,
+    used by --tiny to start the interpreters once) on `size`, sorted by rank."""
     # glibc returns freed large blocks to the system only below its mmap threshold, which it raises
     # after the first such free: a fixed threshold keeps RSS = what is held, not what was once used
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(Path(__file__).resolve()), "--worker", mode, "--size", size]
+           str(Path(__file__).resolve()), "--worker", modes, "--size", size]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
     rows = [json.loads(line[len(MARK):]) for line in proc.stdout.splitlines() if line.startswith(MARK)]
-    return sorted(rows, key=lambda r: r["rank"])
+    return sorted(rows, key=lambda r: (r["mode"], r["rank"]))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="the nano preset only (seconds)")
     ap.add_argument("--size", action="append", help="preset(s) to measure (default: small and base)")
-    ap.add_argument("--worker", choices=["ddp", "fsdp"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(args.worker, args.size[0])
+        worker(args.worker.split(","), args.size[0])
         return 0
     sizes = ["nano"] if args.tiny else (args.size or ["small", "base"])
     mib = 1 / 2**20
     print("| preset | parameters | mode | process | held MiB | peak MiB | held FSDP/DDP |")
     print("|---|---|---|---|---|---|---|")
     for size in sizes:
-        ddp, fsdp = measure("ddp", size), measure("fsdp", size)
+        if args.tiny:
+            rows = measure("ddp,fsdp", size)
+            ddp, fsdp = [r for r in rows if r["mode"] == "ddp"], [r for r in rows if r["mode"] == "fsdp"]
+        else:
+            ddp, fsdp = measure("ddp", size), measure("fsdp", size)
         for rows in (ddp, fsdp):
             for r in rows:
                 ratio = r["held"] / ddp[r["rank"]]["held"] if r["mode"] == "fsdp" and ddp[r["rank"]]["held"] else None
