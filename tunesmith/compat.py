@@ -15,13 +15,19 @@ that fails when the library changes under it (then the workaround is revisited, 
 | `quiet_library_noise` | bitsandbytes 0.50.2 | on AVX512-BF16 CPUs every import warns that the optional `kernels` package is missing, for a packed path tunesmith turns off |
 | `DPO_LOSS_TYPES` | trl 1.16 | the DPO loss names TRL accepts, for tunesmith's typed config |
 | `trl_experimental` | trl 1.16 | ORPO, CPO (SimPO), GKD and the ChatML collator live under `trl.experimental` |
+| `fsdp_on_cpu` | accelerate 1.15 | `AcceleratorState` turns only GPU-like multi-process runs into FSDP; a CPU run launched with an FSDP config stays MULTI_CPU and silently trains DDP (test: tests/distributed/test_fsdp.py) |
+| `evaluate_unsharded` | transformers 5.24, accelerate 1.15 | an `evaluate()` before `train()` under FSDP2 prepares the model without its optimizer, which accelerate refuses (test: tests/distributed/test_fsdp.py) |
+| `unshard_fsdp2` | torch 2.13 | FSDP2 (`fully_shard`) has no inverse: after training, every stage's save (`save_pretrained`, PEFT) needs the whole model, not DTensor shards (test: tests/distributed/test_fsdp.py) |
+| `fsdp2_sees_tied_tokens` | accelerate 1.15, peft 0.21.2 | FSDP2 preparation looks for tied embeddings through `get_input/output_embeddings`; peft's trainable-token wrappers hide the tie and sharding fails (test: tests/distributed/test_fsdp.py) |
+| `process_group_timeout` | torch 2.13 | the collective timeout a process group was created with is readable only through private attributes (test: tests/distributed/test_how_it_ran.py, test_fsdp.py: environment.json's `timeout_s`) |
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:  # `import tunesmith` loads this module and must not import torch
     from torch import nn
@@ -266,3 +272,186 @@ def quiet_library_noise() -> None:
     logger = logging.getLogger(BNB_KERNELS_LOGGER)
     if not any(isinstance(f, _DropMessage) for f in logger.filters):
         logger.addFilter(_DropMessage(BNB_KERNELS_MESSAGE))
+
+
+# --- FSDP on CPU processes (accelerate 1.15) ---------------------------------------------------
+# accelerate/state.py `AcceleratorState.__init__`: the ACCELERATE_USE_FSDP branch that sets
+#   self.distributed_type = DistributedType.FSDP; self.fsdp_plugin = fsdp_plugin
+# sits under `elif self.distributed_type in [MULTI_GPU, MULTI_MLU, MULTI_SDAA, MULTI_MUSA, MULTI_NPU,
+# MULTI_XPU, MULTI_HPU, MULTI_NEURON]`: MULTI_CPU (gloo) is left out, so `accelerate launch` of an
+# FSDP config on CPU trains DDP. torch's FSDP2 (`fully_shard`) itself runs on CPU over gloo, and the
+# rest of accelerate's FSDP2 path (`fsdp2_prepare_model`, `get_state_dict`, `save_fsdp_model`) only
+# reads `distributed_type`/`fsdp_plugin`. The wrapper below finishes what that branch would do,
+# for a multi-process CPU run only (a GPU run never reaches it).
+
+def fsdp_on_cpu() -> bool:
+    """Make accelerate's `AcceleratorState` take FSDP on a multi-process CPU run when `accelerate
+    launch` asked for it (env ACCELERATE_USE_FSDP, set from an FSDP config): the state accelerate
+    1.15 gives a GPU run (distributed_type FSDP, the accelerator's fsdp_plugin). Idempotent;
+    returns whether the wrapper is (now) installed."""
+    import os
+
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DistributedType
+
+    original = AcceleratorState.__init__
+    if getattr(original, "_tunesmith_fsdp_on_cpu", False):
+        return True
+
+    @functools.wraps(original)
+    def __init__(self, *args, fsdp_plugin=None, **kwargs):
+        fresh = not AcceleratorState._shared_state
+        original(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
+        if (fresh and fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU
+                and os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"):
+            self.distributed_type = DistributedType.FSDP
+            if self._mixed_precision != "no":
+                fsdp_plugin.set_mixed_precision(self._mixed_precision)
+            self.fsdp_plugin = fsdp_plugin
+            PartialState._shared_state["distributed_type"] = self.distributed_type
+
+    __init__._tunesmith_fsdp_on_cpu = True
+    AcceleratorState.__init__ = __init__
+    return True
+
+
+# --- evaluate() before train() under FSDP2 (transformers 5.24, accelerate 1.15) ------------------
+# transformers/trainer.py `evaluation_loop`: with no model prepared yet and `self.is_fsdp_enabled`,
+#   model = self.accelerator.prepare(model)
+# accelerate/accelerator.py `prepare`: under FSDP2 "a model and optimizer must be passed together"
+# (ValueError). Before training every process holds the whole, unsharded model, so the evaluation
+# runs on it as a DDP run's does (`prepare_model(model, evaluation_mode=True)`: no wrapping; FSDP
+# turns device placement off); `unprepare_after_evaluate` then leaves it for `train()` to shard.
+
+@contextlib.contextmanager
+def evaluate_unsharded(trainer) -> Iterator[None]:
+    """Around a `trainer.evaluate()` before `train()`: an FSDP trainer evaluates its unsharded model."""
+    skip = bool(getattr(trainer, "is_fsdp_enabled", False)) and not trainer.accelerator._models
+    if skip:
+        trainer.is_fsdp_enabled = False
+    try:
+        yield
+    finally:
+        if skip:
+            trainer.is_fsdp_enabled = True
+
+
+# --- FSDP2 undone after training (torch 2.13) ---------------------------------------------------
+# torch/distributed/fsdp/_fully_shard: `fully_shard(module)` swaps the module's class for
+# `FSDP<Class>` (bases (FSDPModule, Class), _fsdp_init._apply_to_module), registers forward
+# pre/post hooks (FSDPState.init: `_pre_forward_hook_handle`, `_post_forward_hook_handle`),
+# state-dict pre-hooks that reshard (FSDPParamGroup._register_state_dict_hooks:
+# `_module_to_pre_save/load_state_dict_hook_handle`), a load-state-dict post-hook per parameter
+# (FSDPParam._post_load_hook_handle), and holds each parameter as a sharded DTensor;
+# `register_fsdp_forward_method(module, "generate")` (transformers' Trainer, accelerate) sets an
+# instance attribute `wrapped_method` around the original bound method (`__wrapped__`). There is no
+# public inverse; tunesmith needs one once training is over, so that the stages' own saving (full
+# save_pretrained, PEFT adapters), generation and evaluation see an ordinary module.
+
+def unshard_fsdp2(model: nn.Module) -> bool:
+    """Turn every `fully_shard`ed module under `model` back into its own class holding whole
+    (all-gathered) parameters, in place. Collective: every process calls it, in the same order.
+    Parameters shared by several modules (tied embeddings) stay shared. Returns whether there was
+    anything to undo."""
+    from torch import nn as tnn
+    from torch.distributed.fsdp import FSDPModule
+    from torch.distributed.tensor import DTensor
+
+    sharded = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    if not sharded:
+        return False
+    for module in sharded:
+        module.reshard()  # parameters back to their registered, sharded DTensors
+    whole: dict[int, tnn.Parameter] = {}
+    for module in model.modules():
+        for name, p in list(module._parameters.items()):
+            if isinstance(p, DTensor):
+                if id(p) not in whole:
+                    whole[id(p)] = tnn.Parameter(p.full_tensor().detach().clone(), requires_grad=p.requires_grad)
+                module._parameters[name] = whole[id(p)]
+    for module in sharded:
+        state = module._get_fsdp_state()
+        state._pre_forward_hook_handle.remove()
+        state._post_forward_hook_handle.remove()
+        for group in state._fsdp_param_groups:
+            for handles in (group._module_to_pre_save_state_dict_hook_handle,
+                            group._module_to_pre_load_state_dict_hook_handle):
+                for handle in handles.values():
+                    handle.remove()
+                handles.clear()
+            for fsdp_param in group.fsdp_params:
+                fsdp_param._post_load_hook_handle.remove()
+        module.__class__ = next(b for b in type(module).__bases__ if b is not FSDPModule)
+        for name, value in list(module.__dict__.items()):  # register_fsdp_forward_method (generate)
+            func = getattr(value, "__func__", None)
+            code = getattr(func, "__code__", None)  # functools.wraps copied the name; the code keeps its own
+            if code is not None and "register_fsdp_forward_method" in code.co_qualname:
+                module.__dict__[name] = func.__wrapped__
+    return True
+
+
+# --- tied embeddings behind peft's trainable-token wrappers under FSDP2 (accelerate 1.15, peft 0.21.2)
+# accelerate/utils/fsdp_utils.py `fsdp2_prepare_model`:
+#   input_embed = model.get_input_embeddings(); output_embed = model.get_output_embeddings()
+#   is_weights_tied = input_weight is not None and input_weight is output_weight
+#   untied: fully_shard(input_embed) then fully_shard([final_norm, output_embed])
+# With `trainable_token_indices` (tunesmith trains new chat-template token rows) both are
+# peft.utils.other.TrainableTokensWrapper, whose `weight` is computed afresh (merged) on each access: the tie is missed, the shared
+# weight is sharded twice and torch fails ("Invariant encountered: value was None"). Sharding the
+# inner layers instead fails too: peft's TrainableTokensLayer reads `base_layer.weight` without
+# calling the inner layer (whose FSDP hook would gather it). So while fsdp2_prepare_model runs,
+# each wrapper shows its shared weight as `weight` (in its instance dict, not registered): the
+# tie is seen and the two wrappers (base weight and token deltas) become one FSDP unit.
+
+def _token_wrapped_weight(module):
+    adapter = getattr(module, "token_adapter", None)
+    base = getattr(adapter, "base_layer", None)
+    return getattr(base, "weight", None)
+
+
+def fsdp2_sees_tied_tokens() -> bool:
+    """Let accelerate's FSDP2 preparation see embeddings tied behind peft's trainable-token
+    wrappers (see above). Idempotent; returns whether the wrapper is (now) installed."""
+    import accelerate.accelerator as acc
+
+    original = acc.fsdp2_prepare_model
+    if getattr(original, "_tunesmith_tied_tokens", False):
+        return True
+
+    @functools.wraps(original)
+    def prepare(accelerator, model, *args, **kwargs):
+        shown = []
+        try:
+            inp, out = model.get_input_embeddings(), model.get_output_embeddings()
+        except (AttributeError, NotImplementedError):
+            inp = out = None
+        weight = _token_wrapped_weight(inp) if inp is not None else None
+        if weight is not None and out is not None and _token_wrapped_weight(out) is weight:
+            shown = [m for m in (inp, out) if "weight" not in m.__dict__]
+            for m in shown:
+                m.__dict__["weight"] = weight
+        try:
+            return original(accelerator, model, *args, **kwargs)
+        finally:
+            for m in shown:
+                m.__dict__.pop("weight", None)
+
+    prepare._tunesmith_tied_tokens = True
+    acc.fsdp2_prepare_model = prepare
+    return True
+
+
+# --- the process group's collective timeout (torch 2.13) -----------------------------------------
+# torch/distributed/distributed_c10d.py: `init_process_group(timeout=...)` stores it in the backend's
+# options (`_get_default_group()._get_backend(device).options._timeout`); there is no public getter.
+
+def process_group_timeout() -> float | None:
+    """The default process group's collective timeout in seconds (None without one)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    group = dist.distributed_c10d._get_default_group()
+    device = torch.device("cuda" if dist.get_backend() == "nccl" else "cpu")
+    return group._get_backend(device).options._timeout.total_seconds()

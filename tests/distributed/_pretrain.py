@@ -28,3 +28,20 @@ def assert_close(a, b) -> None:
     assert a.keys() == b.keys()
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst <= TOL, worst
+
+
+def launch(args, procs: int, config: str, check: bool = True):
+    """`tunesmith --launcher accelerate --accelerate-config CONFIG --num-processes N ...` as a user
+    types it (CONFIG: a shipped name or a file); asserts it succeeded unless check=False."""
+    import os
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "tunesmith.cli", "--launcher", "accelerate", "--accelerate-config", config,
+           "--num-processes", str(procs), *args]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert not check or proc.returncode == 0, proc.stderr[-3000:]
+    return proc

@@ -1,5 +1,6 @@
-"""The shipped accelerate configs parse and are accepted by accelerate (DeepSpeed/FSDP/GPU ones
-cannot run here; CPU DDP runs in test_ddp_pretrain.py)."""
+"""The shipped accelerate configs parse and are accepted by accelerate (DeepSpeed/GPU ones cannot
+run here; CPU DDP runs in test_ddp_pretrain.py, FSDP on CPU in test_fsdp.py, multinode_ddp over
+loopback in test_multinode.py)."""
 import pytest
 import yaml
 from accelerate.commands.config.config_args import ClusterConfig
@@ -33,8 +34,10 @@ def test_launch_commands(monkeypatch):
 
     monkeypatch.setattr(launch, "_has_cuda", lambda: False)
     monkeypatch.setattr(launch, "_gpu_count", lambda: 0)
-    with pytest.raises(UserError, match="needs a GPU"):   # on CPU accelerate would silently train DDP
-        _launch_command(["--launcher", "accelerate", "--accelerate-config", "fsdp_full_shard", "pretrain"])
+    with pytest.raises(UserError, match="needs a GPU"):   # DeepSpeed's CPU accelerator is not supported
+        _launch_command(["--launcher", "accelerate", "--accelerate-config", "deepspeed_zero2", "pretrain"])
+    cmd = _launch_command(["--launcher", "accelerate", "--accelerate-config", "fsdp_full_shard", "pretrain"])
+    assert cmd[cmd.index("--num_processes") + 1] == "2" and "--multi_gpu" not in cmd  # FSDP: its own launcher
     monkeypatch.setattr(launch, "_has_cuda", lambda: True)   # the command a GPU machine gets
     monkeypatch.setattr(launch, "_gpu_count", lambda: 8)
     cmd = _launch_command(["--launcher", "accelerate", "--accelerate-config", "fsdp_full_shard",

@@ -6,9 +6,10 @@ accelerate reads it: a resolved copy is written to a temporary folder and launch
   GPU (torch.cuda.device_count()) on each of the config's machines, else 2 on a machine without
   a GPU (the least that is distributed: on CPU more processes mostly compete for the same cores);
 - without a GPU: `use_cpu: true`, `mixed_precision: "no"`, MULTI_GPU becomes MULTI_CPU (gloo) and
-  gpu_ids goes. FSDP and DeepSpeed configs are refused without a GPU, before anything starts:
-  accelerate 1.15 never turns a CPU run into FSDP (AcceleratorState keeps MULTI_CPU and the run
-  silently trains DDP) and DeepSpeed needs GPUs. `--cpu` is not passed to accelerate on purpose:
+  gpu_ids goes. FSDP configs run on CPU (FSDP2 over gloo: accelerate 1.15 would keep the run
+  MULTI_CPU, tunesmith upgrades it, see compat.fsdp_on_cpu) with fsdp_cpu_ram_efficient_loading
+  off (it fails on a PEFT model with tied embeddings). DeepSpeed configs are refused without a GPU,
+  before anything starts. `--cpu` is not passed to accelerate on purpose:
   it would send the launch to accelerate's single-process simple launcher.
 - a MULTI_CPU config with more than one process is launched with `--multi_gpu` added: accelerate
   1.15 sends MULTI_CPU to its simple launcher, which starts ONE process unless mpirun is set up
@@ -91,17 +92,19 @@ def fit_config(raw: dict, name: str, processes: int | None, gpus: int) -> dict:
     kind = str(cfg.get("distributed_type", "NO")).upper()
     machines = int(cfg.get("num_machines") or 1)
     if not gpus:
-        if kind in ("FSDP", "DEEPSPEED"):
-            what = "FSDP" if kind == "FSDP" else "DeepSpeed"
-            why = ("accelerate 1.15 keeps a CPU run MULTI_CPU and would silently train DDP" if kind == "FSDP"
-                   else "DeepSpeed runs on GPUs")
-            raise UserError(f'accelerate config "{name}" uses {what}, which needs a GPU and this machine has '
-                            f"none: {why}", fix="use --accelerate-config ddp_cpu or --launcher torchrun on CPU")
+        if kind == "DEEPSPEED":
+            raise UserError(f'accelerate config "{name}" uses DeepSpeed, which needs a GPU and this machine has '
+                            "none (DeepSpeed's CPU accelerator is not supported by tunesmith)",
+                            fix="use --accelerate-config fsdp_full_shard (sharded) or ddp_cpu on CPU")
         if kind.startswith("MULTI_"):
             cfg["distributed_type"] = "MULTI_CPU"
         cfg["use_cpu"] = True
         cfg["mixed_precision"] = "no"
         cfg.pop("gpu_ids", None)
+        if kind == "FSDP" and isinstance(cfg.get("fsdp_config"), dict):
+            # accelerate 1.15's RAM-efficient loading moves a PEFT model to `meta` and re-ties it
+            # through the PeftModel, which fails on tied embeddings; on CPU every process loads anyway
+            cfg["fsdp_config"] = {**cfg["fsdp_config"], "fsdp_cpu_ram_efficient_loading": False}
     cfg["num_processes"] = processes or (gpus or CPU_PROCESSES) * machines
     if cfg["num_processes"] % machines:
         raise UserError(f"--num-processes {cfg['num_processes']} does not split over the config's "

@@ -43,14 +43,35 @@ def last_checkpoint(folder: str | os.PathLike) -> Path | None:
 
 
 class MarkComplete(TrainerCallback):
-    """Writes the marker after the Trainer has saved (and fsynced) a checkpoint."""
+    """Writes the marker after the Trainer has saved (and fsynced) a checkpoint: with several
+    processes only once every process has written its part (FSDP's sharded model and optimizer
+    folders are written by all of them, each its own rng_state_<rank>.pth), so the marker
+    stands for the whole checkpoint. When training starts, environment.json's "distributed"
+    record is re-read from the Trainer's accelerator; when it ends, a model sharded by FSDP is
+    made whole again on every process (`distributed.consolidate`), so the stage saves a
+    consolidated model."""
+
+    def on_train_begin(self, args, state, control, **kw):
+        if state.is_world_process_zero:
+            from .rundir import refresh_distributed_record
+
+            refresh_distributed_record(Path(args.output_dir).parent)
 
     def on_save(self, args, state, control, **kw):
+        from .distributed import wait_for_everyone
+
+        wait_for_everyone()  # every process has written its files of this checkpoint
         if state.is_world_process_zero:
             ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if ckpt.is_dir():
-                for f in ckpt.iterdir():
+                for f in sorted(ckpt.rglob("*")):
                     if f.is_file():
                         with open(f, "rb") as fh:
                             os.fsync(fh.fileno())
                 (ckpt / MARKER).write_text(str(state.global_step))
+
+    def on_train_end(self, args, state, control, model=None, **kw):
+        if model is not None:
+            from .distributed import consolidate
+
+            consolidate(model)

@@ -135,6 +135,19 @@ def _how_it_runs() -> dict:
         return {"type": "unknown", "error": f"{type(e).__name__}: {e}"}
 
 
+def refresh_distributed_record(run_path: str | os.PathLike) -> None:
+    """Once the Trainer's accelerator exists, rewrite environment.json's "distributed" record from
+    its final state (the record written at the start reads accelerate's launch environment)."""
+    path = Path(run_path) / "environment.json"
+    if not path.is_file():
+        return
+    record = json.loads(path.read_text(encoding="utf-8"))
+    fresh = _how_it_runs()
+    if record.get("distributed") != fresh:
+        record["distributed"] = fresh
+        atomic_write_json(path, record)
+
+
 def environment_record(seed: int | None = None, extra: dict | None = None) -> dict:
     versions = {}
     for name in TRACKED_PACKAGES:
@@ -233,7 +246,12 @@ class RunDir:
 
     def start(self, config: Any, seed: int | None = None, **environment: Any) -> "RunDir":
         """The run begins, its inputs all valid: make the folder (an overwritten run's metrics and
-        checkpoints go now), then write config.yaml and environment.json."""
+        checkpoints go now), then write config.yaml and environment.json. Refused first (every
+        process): what this launch cannot run (core.distributed.check_stage: a checkpoint of the
+        other kind to resume, QLoRA under FSDP on CPU)."""
+        from .distributed import check_stage
+
+        check_stage(config, self.checkpoints)
         self.make()
         RunDir.current = self
         self.write_config(config)
