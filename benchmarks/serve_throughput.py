@@ -6,6 +6,7 @@ stop tokens on both sides. Baseline latency is each request's own generate time 
 it flatters the baseline at concurrency > 1.
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/serve_throughput.py --requests 32 --max-tokens 32
+    python benchmarks/serve_throughput.py --tiny     # seconds: 4 requests x 4 tokens at 1 and 4 clients
 """
 from __future__ import annotations
 
@@ -117,7 +118,10 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--clients", default="1,4,16", help="comma-separated concurrency levels")
     ap.add_argument("--model", help="an existing model folder instead of a random one")
+    ap.add_argument("--tiny", action="store_true", help="seconds: nano model, 4 requests x 4 tokens, 1 and 4 clients")
     args = ap.parse_args()
+    if args.tiny:
+        args.size, args.requests, args.max_tokens, args.clients = "nano", 4, 4, "1,4"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 

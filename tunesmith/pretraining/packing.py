@@ -106,9 +106,10 @@ def pack(token_lists: Iterable[list[int]], block_size: int) -> Iterator[list[int
 
 
 def to_example(block: list[int], block_size: int, pad_id: int) -> dict[str, torch.Tensor]:
-    """A training example; a short last block is padded, its padding masked out of the loss."""
+    """A training example; a short last block is padded, its padding masked out of the loss (a
+    tokenizer without a pad token pads with id 0: no real token attends to it or predicts it)."""
     n = len(block)
-    ids = torch.full((block_size,), pad_id, dtype=torch.long)
+    ids = torch.full((block_size,), 0 if pad_id is None else pad_id, dtype=torch.long)
     ids[:n] = torch.tensor(block, dtype=torch.long)
     labels = ids.clone()
     labels[n:] = IGNORE_INDEX
@@ -126,7 +127,7 @@ class PackedDataset(Dataset):
     def __init__(self, blocks: list[list[int]], block_size: int, pad_id: int):
         self.block_size, self.pad_id = block_size, pad_id
         self.lengths = [len(b) for b in blocks]
-        self.ids = torch.full((len(blocks), block_size), pad_id, dtype=torch.long)
+        self.ids = torch.zeros((len(blocks), block_size), dtype=torch.long)  # short rows: to_example's padding
         full = [i for i, n in enumerate(self.lengths) if n == block_size]
         if full:
             self.ids[full] = torch.tensor([blocks[i] for i in full], dtype=torch.long)
