@@ -55,12 +55,25 @@ def corpus_documents(n: int) -> list[str]:
 
 
 def prepare(work: Path, s: dict) -> None:
-    """The shared inputs: the corpus (first `documents` stories) and a BPE tokenizer trained on it."""
+    """The shared inputs: the corpus (first `documents` stories), a BPE tokenizer trained on it, and
+    the packed blocks tunesmith's data pipeline makes of them (`blocks.safetensors`: every block, in
+    the stage's order before shuffling, with its attention mask and labels) for the plain loops."""
+    import torch
+    from safetensors.torch import save_file
+
+    from tunesmith.pretraining.config import PretrainConfig
+    from tunesmith.pretraining.data import build_data
     from tunesmith.pretraining.tokenizer import train_tokenizer
 
     docs = corpus_documents(s["documents"])
     (work / "corpus.txt").write_text("\n\n".join(docs), encoding="utf-8")
-    train_tokenizer(docs, vocab_size=s["vocab"]).save_pretrained(work / "tokenizer")
+    tok = train_tokenizer(docs, vocab_size=s["vocab"])
+    tok.save_pretrained(work / "tokenizer")
+    data = build_data(PretrainConfig(**pretrain_config(work, s, "unused")), tok)
+    examples = [data.train[i] for i in range(len(data.train))]
+    tensors = {k: torch.stack([e[k] for e in examples]).contiguous() for k in examples[0]}
+    tensors["special_ids"] = torch.tensor([len(tok), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id])
+    save_file(tensors, str(work / "blocks.safetensors"))
 
 
 def pretrain_config(work: Path, s: dict, run: str) -> dict:
@@ -98,26 +111,18 @@ def side_tunesmith(work: Path, s: dict) -> dict:
 
 
 def plain_batches(work: Path, s: dict):
-    """The same packed blocks the stage trains on, in a shuffled order, as stacked tensors."""
+    """The stage's packed blocks (from `prepare`), shuffled, as batches of stacked tensors; and
+    (vocabulary, bos, eos, pad) of the tokenizer."""
     import torch
+    from safetensors.torch import load_file
 
-    from tunesmith.pretraining.config import PretrainConfig
-    from tunesmith.pretraining.data import build_data
-    from tunesmith.pretraining.tokenizer import load_tokenizer
-
-    cfg = PretrainConfig(**pretrain_config(work, s, "unused"))
-    tok = load_tokenizer(work / "tokenizer")
-    data = build_data(cfg, tok)
-    examples = [data.train[i] for i in range(len(data.train))]
+    blocks = load_file(str(work / "blocks.safetensors"))
+    special = blocks.pop("special_ids").tolist()
+    n = len(blocks["input_ids"])
     gen = torch.Generator().manual_seed(SEED)
-    order: list[int] = []
-    while len(order) < s["steps"] * s["batch"]:
-        order += torch.randperm(len(examples), generator=gen).tolist()
-    batches = []
-    for i in range(s["steps"]):
-        rows = [examples[j] for j in order[i * s["batch"]:(i + 1) * s["batch"]]]
-        batches.append({k: torch.stack([r[k] for r in rows]) for k in rows[0]})
-    return tok, batches
+    order = torch.cat([torch.randperm(n, generator=gen) for _ in range(-(-s["steps"] * s["batch"] // n))])
+    batches = [{k: v[order[i * s["batch"]:(i + 1) * s["batch"]]] for k, v in blocks.items()} for i in range(s["steps"])]
+    return special, batches
 
 
 def lr_lambda(steps: int):
@@ -157,11 +162,10 @@ def side_plain(work: Path, s: dict) -> dict:
     from tunesmith.pretraining.init import initialize
     from tunesmith.pretraining.presets import build_model, count_parameters
 
-    tok, batches = plain_batches(work, s)
+    (vocab, bos, eos, pad), batches = plain_batches(work, s)
     model = build_model("llama", "nano", layers=s["layers"], hidden=s["hidden"], heads=s["heads"],
-                        kv_heads=s["heads"], intermediate=s["intermediate"], context=s["block"], vocab=len(tok),
-                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                        pad_token_id=tok.pad_token_id)
+                        kv_heads=s["heads"], intermediate=s["intermediate"], context=s["block"], vocab=vocab,
+                        bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
     initialize(model, "llama", "gpt2_scaled", 0.02, seed=SEED)
     out = plain_loop(model, batches, s, lambda m, b: m(input_ids=b["input_ids"], labels=b["labels"]).loss)
     return {**out, "params": count_parameters(model)}
@@ -216,9 +220,9 @@ def nanogpt_model(vocab: int, block: int, layers: int, hidden: int, heads: int):
 def side_nanogpt(work: Path, s: dict) -> dict:
     import torch
 
-    tok, batches = plain_batches(work, s)
+    (vocab, *_), batches = plain_batches(work, s)
     torch.manual_seed(SEED)
-    model = nanogpt_model(len(tok), s["block"], s["layers"], s["hidden"], s["heads"])
+    model = nanogpt_model(vocab, s["block"], s["layers"], s["hidden"], s["heads"])
     out = plain_loop(model, batches, s, lambda m, b: m(b["input_ids"], b["labels"]))
     return {**out, "params": sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())}
 

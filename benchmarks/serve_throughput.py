@@ -67,7 +67,7 @@ def baseline(folder: Path, prompts: list[list[dict]], max_tokens: int) -> dict:
     from tunesmith.data.chat import render_messages
     from tunesmith.serve.engine import end_ids_of
 
-    model, tok = load_model(folder).eval(), load_tokenizer(folder)
+    model, tok = load_model(folder, dtype=torch.float32).eval(), load_tokenizer(folder)  # fp32 on both sides
     end = end_ids_of(model, tok)
     lat, tokens = [], 0
     start = time.perf_counter()
@@ -125,7 +125,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    print(f"machine: {machine_kind()}; torch threads {torch.get_num_threads()}")
+    print(f"machine: {machine_kind()}; torch threads {torch.get_num_threads()}; fp32 on both sides")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.model) if args.model else make_model(Path(tmp) / "model", args.size)
         prompts = [[{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}] for i in range(args.requests)]
@@ -134,7 +134,7 @@ def main() -> None:
               f"latency p50 {base['p50'] * 1000:.0f} ms p95 {base['p95'] * 1000:.0f} ms")
         port = free_port()
         proc = subprocess.Popen([sys.executable, "-m", "tunesmith.cli", "serve", str(folder), "--port", str(port),
-                                 "--quiet", "--name", "bench", "--max-batch", "16"],
+                                 "--quiet", "--name", "bench", "--max-batch", "16", "--dtype", "float32"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             import httpx
