@@ -10,6 +10,7 @@ where the planner's activation coefficients come from.
 
     HF_HUB_OFFLINE=1 nice -n 5 .venv/bin/python benchmarks/adapters_memory.py --size base
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/adapters_memory.py --count
+    python benchmarks/adapters_memory.py --tiny    # seconds: nano preset, LoRA only, report in a temp folder
 """
 from __future__ import annotations
 
@@ -118,7 +119,12 @@ def main() -> None:
     parser.add_argument("--count", action="store_true", help="print saved bytes per token and stop")
     parser.add_argument("--replan", action="store_true",
                         help="rewrite the report from the measurements saved next to it (no training)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="seconds: nano preset, lora r16 only, batch 2 x 32, the report in a temp folder")
     args = parser.parse_args()
+    if args.tiny:
+        args.size, args.only, args.batch, args.seq, args.steps = "nano", ["lora r16"], 2, 32, 2
+        args.out = str(Path(tempfile.mkdtemp(prefix="adapters-tiny-")) / "adapters.md")
     raw = Path(args.out).with_suffix(".json")
 
     from tunesmith.adapters import AdapterConfig

@@ -6,11 +6,17 @@ row and no human label of the corrupted sentences is involved.
 
 >>> corrupt("The dog chases the cat.", random.Random(0))
 'The dog chases the.'
+
+    python benchmarks/corruptions.py [--data ../shared/data/glue] [--copies 1]   # counts per operation
+    python benchmarks/corruptions.py --tiny     # a few built-in sentences, seconds
 """
 from __future__ import annotations
 
+import argparse
+import collections
 import random
 import re
+from pathlib import Path
 
 # pairs swapped in either direction: agreement, case, determiners, auxiliaries
 SWAPS = [("is", "are"), ("was", "were"), ("has", "have"), ("does", "do"), ("he", "him"), ("she", "her"),
@@ -82,3 +88,35 @@ def corruption_rows(sentences: list[str], copies: int, seed: int) -> list[dict]:
                 rows.append({"sentence": bad, "label": 0})
     rng.shuffle(rows)
     return [{**r, "idx": i} for i, r in enumerate(rows)]
+
+
+SAMPLE = ["The dog chases the cat.", "She has eaten the apples that we bought.", "They were walking to school.",
+          "I saw him at the station yesterday.", "This book is much better than that one.",
+          "The children played in the garden all day.", "He gave a present to his mother.", "We did it."]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="synthetic corruptions of CoLA's acceptable train sentences")
+    ap.add_argument("--tiny", action="store_true", help="a few built-in sentences instead of CoLA's train split")
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/glue"))
+    ap.add_argument("--copies", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=42)
+    args = ap.parse_args()
+    if args.tiny:
+        sentences = SAMPLE
+    else:
+        from tunesmith.eval import get_task, load_split
+
+        rows = load_split(get_task("glue", "cola"), "train", data_dir=args.data)
+        sentences = [r["sentence"] for r in rows if r["label"] == 1]
+    rows = corruption_rows(sentences, args.copies, args.seed)
+    labels = collections.Counter(r["label"] for r in rows)
+    print("| sentences | copies | acceptable rows | corrupted rows | corrupted share |")
+    print("|---:|---:|---:|---:|---:|")
+    print(f"| {len(sentences)} | {args.copies} | {labels[1]} | {labels[0]} | {labels[0] / max(1, len(rows)):.2f} |")
+    for r in [r for r in rows if r["label"] == 0][:3]:
+        print(f"example: {r['sentence']}")
+
+
+if __name__ == "__main__":
+    main()

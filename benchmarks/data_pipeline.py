@@ -1,5 +1,6 @@
 """Data check and prepare throughput, and peak memory while checking a large file.
-Usage: python benchmarks/data_pipeline.py [MB]   (default 210)"""
+Usage: python benchmarks/data_pipeline.py [MB]   (default 210)
+       python benchmarks/data_pipeline.py --tiny   (a 1 MB file, and `prepare` on the first 50 HH-RLHF rows, dedup on)"""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ from tunesmith.data.prepare import prepare
 from tunesmith.data.validate import check_data
 
 
-def main(mb: int = 210) -> None:
+def main(mb: int = 210, tiny: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big.jsonl"
         body = "lorem ipsum dolor sit amet " * 18
@@ -32,9 +33,16 @@ def main(mb: int = 210) -> None:
               f"{(after - before) / (path.stat().st_size / 2**20):.3f} x file size)")
         hh = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpora" / "hh_harmless_base_test.jsonl.gz"
         if hh.exists():
-            for dedup in (False, True):
+            source = hh
+            if tiny:  # the first 50 rows
+                import gzip
+
+                source = Path(tmp) / "hh_head.jsonl"
+                with gzip.open(hh, "rt", encoding="utf-8") as f:
+                    source.write_text("".join(line for _, line in zip(range(50), f)), encoding="utf-8")
+            for dedup in (True,) if tiny else (False, True):
                 t = time.perf_counter()
-                r = prepare(inputs=[{"path": str(hh)}], on_bad_rows="skip",
+                r = prepare(inputs=[{"path": str(source)}], on_bad_rows="skip",
                             dedup={"exact": dedup, "near": dedup}, pii={"enabled": True})
                 dt = time.perf_counter() - t
                 print(f"prepare HH-RLHF ({r.card['steps']['rows_read']} rows, PII on, dedup {'on' if dedup else 'off'}): "
@@ -43,4 +51,7 @@ def main(mb: int = 210) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 210)
+    if "--tiny" in sys.argv[1:]:
+        main(1, tiny=True)
+    else:
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 210)

@@ -5,6 +5,7 @@ numbers), and evaluation throughput of tunesmith's length-sorted dynamic-padding
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python benchmarks/glue_minilm.py --data ../shared/data/glue
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/glue_minilm.py --tasks sst2 --preset full
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/glue_minilm.py --tiny   # seconds: SST-2, 32 rows, 64 dev rows
 
 Presets fix train rows, epochs, max length, learning rate, method and head per task: `cpu`
 (the best recorded setting per task, picked on dev; ~2 h on 2 cores, two tasks at a time),
@@ -98,6 +99,7 @@ PRESETS = {
     "quick": {"sst2": Setting(2000, 1, 64, 1e-3), "cola": Setting(3000, 1, 48, 1e-3),
               "stsb": Setting(2000, 1, 96, 1e-3), "mrpc": Setting(1500, 1, 128, 1e-3),
               "rte": Setting(1000, 2, 160, 5e-4)},
+    "tiny": {"sst2": Setting(32, 1, 32, 1e-3)},  # --tiny: a smoke run in seconds, not a score
     "full": {"sst2": Setting(None, 3, 64, 5e-4), "cola": Setting(None, 10, 64, 1e-3),
              "stsb": Setting(None, 10, 128, 1e-3), "mrpc": Setting(None, 10, 128, 1e-3),
              "rte": Setting(None, 10, 256, 5e-4)},
@@ -216,11 +218,13 @@ def starting_point(name: str, data: str, setting: Setting, seed: int, work: Path
     return path
 
 
-def finetune_task(name: str, data: str, setting: Setting, rank: int, seed: int) -> tuple[dict, float]:
+def finetune_task(name: str, data: str, setting: Setting, rank: int, seed: int,
+                  eval_limit: int | None = None) -> tuple[dict, float]:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="glue-minilm-") as work:
         path = starting_point(name, data, setting, seed, Path(work))
-        result = run(protocol="finetune", model={"path": path}, data={"tasks": name, "dir": data},
+        result = run(protocol="finetune", model={"path": path},
+                     data={"tasks": name, "dir": data, "eval_limit": eval_limit},
                      finetune=setting.finetune(rank, seed))
     seconds = time.perf_counter() - start
     task = result.tasks[0]
@@ -228,7 +232,7 @@ def finetune_task(name: str, data: str, setting: Setting, rank: int, seed: int) 
     return {**task.metrics, **task.seeds[0]}, seconds
 
 
-def throughput(data: str, batch_size: int = 64, repeats: int = 3) -> dict[str, float]:
+def throughput(data: str, batch_size: int = 64, repeats: int = 3, limit: int | None = None) -> dict[str, float]:
     """Examples/second scoring SST-2 dev: ours (tokenization included) vs Trainer.evaluate
     (pre-tokenized; padded to 128 as run_glue does by default, and with dynamic but unsorted
     padding), after one shared warm-up batch. Ours and the dynamic-padding Trainer alternate
@@ -237,7 +241,7 @@ def throughput(data: str, batch_size: int = 64, repeats: int = 3) -> dict[str, f
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, default_data_collator
 
     task = get_task("glue", "sst2")
-    dev = load_split(task, "validation", data_dir=data)
+    dev = load_split(task, "validation", data_dir=data)[:limit]
     tok = load_tokenizer(model_path())
     model = build_classifier(model_path(), AdapterConfig(method="lora", rank=8, task="seq_cls"), 2,
                              tok.pad_token_id, pooling="auto").eval()  # the protocol's model: mean pooling
@@ -298,7 +302,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "eval.md"))
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--tiny", action="store_true",
+                        help="seconds: SST-2 only, 32 train rows, 64 dev rows, one throughput pass, results in a temp file")
     args = parser.parse_args()
+    if args.tiny:
+        args.tasks, args.preset = "sst2", "tiny"
+        args.out = str(Path(tempfile.mkdtemp(prefix="glue-tiny-")) / "eval.md")
+    if not Path(args.data).is_dir():
+        raise SystemExit(f"no GLUE data at {args.data} (pass --data)")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -313,8 +324,8 @@ def main() -> None:
              "|---|---|---|---|---|---|---|---|"]
     append("\n".join(header) + "\n")
     if not args.skip_throughput:
-        t = throughput(args.data)
-        text = (f"\nEval throughput, SST-2 dev (872 rows), batch 64, same LoRA MiniLM: tunesmith "
+        t = throughput(args.data, repeats=1 if args.tiny else 3, limit=64 if args.tiny else None)
+        text = (f"\nEval throughput, SST-2 dev ({64 if args.tiny else 872} rows), batch 64, same LoRA MiniLM: tunesmith "
                 f"{t['tunesmith']:.1f} ex/s; Trainer.evaluate padded to 128 {t['trainer_pad128']:.1f} ex/s "
                 f"(x{t['tunesmith'] / t['trainer_pad128']:.2f}); Trainer.evaluate dynamic padding "
                 f"{t['trainer_dynamic']:.1f} ex/s (x{t['tunesmith'] / t['trainer_dynamic']:.2f}).\n")
@@ -324,7 +335,8 @@ def main() -> None:
     overrides = {key: _value(value) for key, value in (kv.split("=", 1) for kv in filter(None, args.set.split(",")))}
     for name in filter(None, args.tasks.split(",")):
         setting = replace(PRESETS[args.preset][name], **overrides)
-        metrics, seconds = finetune_task(name, args.data, setting, args.rank, args.seed)
+        metrics, seconds = finetune_task(name, args.data, setting, args.rank, args.seed,
+                                         eval_limit=64 if args.tiny else None)
         value = 100 * metrics[TARGET_METRIC[name]]
         extra = " / ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items()
                            if k in get_task("glue", name).metrics and k != TARGET_METRIC[name])
@@ -332,6 +344,8 @@ def main() -> None:
                 f"{PUBLISHED[name] or '-'} | {TARGETS[name]} | {'yes' if value >= TARGETS[name] else 'no'} | "
                 f"{seconds:.0f} s ({metrics['train_steps']} steps) | {setting.describe(args.rank)}, seed {args.seed} |")
         append(line + "\n")
+        if args.tiny:
+            print(table[0], table[1], line, sep="\n")
 
 if __name__ == "__main__":
     main()

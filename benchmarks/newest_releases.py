@@ -7,6 +7,7 @@ summary and failing tests. `--beyond-bounds` drops the upper bounds first, to se
 releases would break before the bounds are raised.
 
     python benchmarks/newest_releases.py [--beyond-bounds] [--venv /tmp/ts-newest] [-- -k sft]
+    python benchmarks/newest_releases.py --tiny    # offline: the plan only (what would be resolved and run)
 """
 from __future__ import annotations
 
@@ -97,12 +98,32 @@ def table(locked: dict, tried: dict, summary: str, failed: list[str], minutes: f
     return "\n".join(lines)
 
 
+def plan(beyond: bool, venv: Path) -> str:
+    """What a run would do, offline: the requirements it resolves (bounds dropped or not), the
+    locked version of each key package, and the commands."""
+    locked = pins((ROOT / "requirements.lock").read_text())
+    reqs = requirements(beyond)
+    named = {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower().replace("_", "-"): r for r in reqs}
+    lines = [f"plan ({'upper bounds dropped' if beyond else 'ranges as in pyproject.toml'}; nothing resolved "
+             "or installed):", "", "| package | locked | requirement |", "|---|---|---|"]
+    lines += [f"| {name} | {locked.get(name, '-')} | {named.get(name, '(dependency of another)')} |" for name in KEY]
+    lines += ["", f"requirements: {len(reqs)} ({sum(1 for r in reqs if '<' in r)} with an upper bound)",
+              f"1. uv pip compile --upgrade against scripts/lock-constraints.txt -> {venv.name}-work/resolved.txt",
+              f"2. python -m venv {venv}; pip install -r resolved.txt; pip install --no-deps -e {ROOT}",
+              "3. pytest -q (the full suite), then this table with the tried versions"]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tiny", action="store_true", help="offline: print the plan, resolve and install nothing")
     ap.add_argument("--beyond-bounds", action="store_true", help="drop pyproject's upper bounds")
     ap.add_argument("--venv", type=Path, default=Path("/tmp/tunesmith-newest"))
     ap.add_argument("pytest_args", nargs="*", help="after --: passed to pytest")
     args = ap.parse_args()
+    if args.tiny:
+        print(plan(args.beyond_bounds, args.venv))
+        return
     work = args.venv.with_name(args.venv.name + "-work")
     work.mkdir(parents=True, exist_ok=True)
     tried = pins(resolve(requirements(args.beyond_bounds), work))

@@ -7,6 +7,9 @@ measured in the same run. A dtype whose matmul is > 5x slower than the other is 
 (on AVX2-only CPUs bf16 is ~100x slower than fp32; a base step would take many minutes).
 
     python benchmarks/pretrain_throughput.py [--sizes small,base] [--steps 4]
+    python benchmarks/pretrain_throughput.py --tiny     # the nano preset, 2 timed steps, a small matmul
+
+For tunesmith's whole stage against a plain PyTorch loop, see benchmarks/pretrain_vs_plain.py.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from tunesmith.core.device import cpu_matmul_rates
 from tunesmith.pretraining.mtp import attach_heads, causal_lm_losses
 from tunesmith.pretraining.presets import build_model, count_parameters
 
-SHAPES = {"small": (8, 256), "base": (4, 256)}  # micro-batch, block size
+SHAPES = {"nano": (4, 64), "small": (8, 256), "base": (4, 256)}  # micro-batch, block size
 
 
 def measure(size: str, objective: str, dtype: str, steps: int) -> dict:
@@ -53,10 +56,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="small,base")
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--tiny", action="store_true", help="seconds: --sizes nano --steps 2, a 256^3 matmul, one thread")
     args = ap.parse_args()
-    rates = cpu_matmul_rates(n=1024)
+    if args.tiny:
+        args.sizes, args.steps = "nano", 2
+        torch.set_num_threads(1)
+    n = 256 if args.tiny else 1024
+    rates = cpu_matmul_rates(n=n)
     best = max(rates.values())
-    print(f"torch threads: {torch.get_num_threads()}; dense matmul 1024^3: "
+    print(f"torch threads: {torch.get_num_threads()}; dense matmul {n}^3: "
           f"fp32 {rates['fp32'] / 1e9:.1f} GFLOP/s, bf16 {rates['bf16'] / 1e9:.1f} GFLOP/s")
     header = f"{'preset':6} {'objective':11} {'dtype':5} {'params':>11} {'tokens/s':>9} {'step s':>7} " \
              f"{'MFU/fp32':>8} {'MFU/bf16':>8} {'MFU/best':>8}"

@@ -6,6 +6,7 @@ stop tokens on both sides. Baseline latency is each request's own generate time 
 it flatters the baseline at concurrency > 1.
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/serve_throughput.py --requests 32 --max-tokens 32
+    python benchmarks/serve_throughput.py --tiny     # seconds: 4 requests x 4 tokens at 1 and 4 clients
 """
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def baseline(folder: Path, prompts: list[list[dict]], max_tokens: int) -> dict:
     from tunesmith.data.chat import render_messages
     from tunesmith.serve.engine import end_ids_of
 
-    model, tok = load_model(folder).eval(), load_tokenizer(folder)
+    model, tok = load_model(folder, dtype=torch.float32).eval(), load_tokenizer(folder)  # fp32 on both sides
     end = end_ids_of(model, tok)
     lat, tokens = [], 0
     start = time.perf_counter()
@@ -117,11 +118,14 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--clients", default="1,4,16", help="comma-separated concurrency levels")
     ap.add_argument("--model", help="an existing model folder instead of a random one")
+    ap.add_argument("--tiny", action="store_true", help="seconds: nano model, 4 requests x 4 tokens, 1 and 4 clients")
     args = ap.parse_args()
+    if args.tiny:
+        args.size, args.requests, args.max_tokens, args.clients = "nano", 4, 4, "1,4"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    print(f"machine: {machine_kind()}; torch threads {torch.get_num_threads()}")
+    print(f"machine: {machine_kind()}; torch threads {torch.get_num_threads()}; fp32 on both sides")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.model) if args.model else make_model(Path(tmp) / "model", args.size)
         prompts = [[{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}] for i in range(args.requests)]
@@ -130,7 +134,7 @@ def main() -> None:
               f"latency p50 {base['p50'] * 1000:.0f} ms p95 {base['p95'] * 1000:.0f} ms")
         port = free_port()
         proc = subprocess.Popen([sys.executable, "-m", "tunesmith.cli", "serve", str(folder), "--port", str(port),
-                                 "--quiet", "--name", "bench", "--max-batch", "16"],
+                                 "--quiet", "--name", "bench", "--max-batch", "16", "--dtype", "float32"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             import httpx

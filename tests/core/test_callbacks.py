@@ -31,3 +31,16 @@ def test_progress_bar_shows_metrics_as_postfix_and_prints_nothing(capsys):
     assert bar.training_bar.postfix == "loss=0.1235, learning_rate=0.001"
     bar.on_train_end(None, state, None)
     assert capsys.readouterr().out == ""
+
+
+def test_all_finite_finds_nan_and_inf_and_is_not_fooled_by_an_overflowing_norm():
+    from tunesmith.core.callbacks import all_finite
+
+    grads = [torch.randn(8, 8), torch.randn(8)]
+    assert all_finite(grads)
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        broken = [g.clone() for g in grads]
+        broken[1][3] = bad
+        assert not all_finite(broken)
+    huge = [torch.full((4,), 3e38)]  # finite, but its norm overflows to inf
+    assert torch.isinf(torch.nn.utils.get_total_norm(huge)) and all_finite(huge)

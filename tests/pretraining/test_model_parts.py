@@ -93,3 +93,46 @@ def test_packing_keeps_every_token_and_puts_eos_between_documents(tokenizer):
     assert torch.all(last["labels"][n:] == IGNORE_INDEX) and torch.all(last["labels"][:n] == last["input_ids"][:n])
     text = tokenizer.decode(flat)
     assert text.split(tokenizer.eos_token)[:3] == docs[:3]
+
+
+def test_packed_blocks_are_views_and_batches_stack_without_a_tokenizer(tokenizer):
+    from tunesmith.pretraining.packing import stack_examples
+
+    blocks = list(pack(tokenize_documents(tokenizer, generate(30, seed=4)), 32))
+    ds = PackedDataset(blocks, 32, tokenizer.pad_token_id)
+    assert ds.blocks == blocks and ds.num_tokens() == sum(map(len, blocks))
+    first = ds[0]
+    assert first["input_ids"].data_ptr() == ds.ids[0].data_ptr()  # a view, not a copy
+    assert ds[-1]["attention_mask"].sum() == len(blocks[-1]) < 32  # negative index: the short last block
+    batch = stack_examples([ds[0], ds[len(ds) - 1]])
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape == (2, 32)
+    assert batch["input_ids"].dtype == torch.long and batch["attention_mask"].sum() == 32 + len(blocks[-1])
+    assert torch.equal(batch["labels"][1, len(blocks[-1]):], torch.full((32 - len(blocks[-1]),), IGNORE_INDEX))
+    no_pad = PackedDataset([[5, 6, 7]], 8, None)  # a tokenizer without a pad token (Llama 3.1)
+    assert no_pad[0]["input_ids"].tolist() == [5, 6, 7, 0, 0, 0, 0, 0] and no_pad[0]["labels"][3] == IGNORE_INDEX
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_right_padded_blocks_need_no_attention_mask(family):
+    """The stage passes no attention mask: padding sits after every real token, so causal attention
+    alone gives each real token the same output, and the padded positions are out of the loss."""
+    from tunesmith.pretraining.mtp import causal_lm_losses, shifted_ce
+
+    torch.manual_seed(0)
+    model = build_model(family, "nano", vocab=400).eval()
+    ids = torch.randint(3, 400, (2, 24))
+    mask = torch.ones_like(ids)
+    mask[1, 15:] = 0
+    ids[1, 15:] = 0
+    labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
+    with torch.no_grad():
+        masked = model(input_ids=ids, attention_mask=mask).logits
+        plain = model(input_ids=ids).logits
+        assert torch.allclose(masked[mask.bool()], plain[mask.bool()], atol=1e-5)
+        with_mask = causal_lm_losses(model, ids, labels, attention_mask=mask)[0]
+        without = causal_lm_losses(model, ids, labels)[0]
+        assert with_mask.item() == pytest.approx(without.item(), abs=1e-5)
+        # the shifted labels give what slicing the logits gives
+        sliced = torch.nn.functional.cross_entropy(plain[:, :-2].reshape(-1, 400), labels[:, 2:].reshape(-1),
+                                                   ignore_index=IGNORE_INDEX)
+        assert shifted_ce(plain, labels, 2).item() == pytest.approx(sliced.item(), rel=1e-6)

@@ -49,10 +49,8 @@ class NonFiniteGuard(TrainerCallback):
         self.run, self.policy = run, policy
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kw):
-        import torch
-
         grads = [p.grad for p in model.parameters() if p.grad is not None]
-        if not grads or all(torch.isfinite(g).all() for g in grads):
+        if not grads or all_finite(grads):
             return
         step = state.global_step + 1
         if self.policy == "skip":
@@ -69,6 +67,19 @@ class NonFiniteGuard(TrainerCallback):
             + (f"Last good checkpoint: {good} (resume with --resume after fixing the cause: lower "
                f"train.lr, check the data, or set train.on_nonfinite: skip)" if good else
                "No checkpoint was written yet (lower train.lr, check the data, or set train.on_nonfinite: skip)"))
+
+
+def all_finite(tensors: list) -> bool:
+    """Whether every element of `tensors` is finite. One fused norm over all of them first (a
+    non-finite element makes it inf/NaN; ~10x cheaper than an `isfinite().all()` per tensor, which
+    cost a small model ~1 % of its step); only when that norm is not finite (or the tensors are
+    sharded DTensors) is each tensor checked element by element, so a norm that merely overflows
+    is not mistaken for a non-finite gradient."""
+    import torch
+
+    if all(type(t) is torch.Tensor for t in tensors) and torch.isfinite(torch.nn.utils.get_total_norm(tensors)):
+        return True
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
 class ProgressBar(ProgressCallback):

@@ -50,10 +50,11 @@ def attach_heads(model: nn.Module, n_heads: int) -> nn.ModuleList:
 
 
 def shifted_ce(logits: torch.Tensor, labels: torch.Tensor, offset: int) -> torch.Tensor:
-    """Cross-entropy of position t's logits against the label at t + offset."""
-    pred = logits[:, :-offset, :]
-    target = labels[:, offset:]
-    return F.cross_entropy(pred.reshape(-1, pred.size(-1)).float(), target.reshape(-1),
+    """Cross-entropy of position t's logits against the label at t + offset (the last `offset`
+    positions have none). The labels move, not the logits: slicing the [batch, seq, vocab] logits
+    would copy them (and their gradient) every step."""
+    target = F.pad(labels[:, offset:], (0, offset), value=IGNORE_INDEX)
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1),
                            ignore_index=IGNORE_INDEX)
 
 

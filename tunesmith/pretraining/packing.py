@@ -106,9 +106,10 @@ def pack(token_lists: Iterable[list[int]], block_size: int) -> Iterator[list[int
 
 
 def to_example(block: list[int], block_size: int, pad_id: int) -> dict[str, torch.Tensor]:
-    """A training example; a short last block is padded, its padding masked out of the loss."""
+    """A training example; a short last block is padded, its padding masked out of the loss (a
+    tokenizer without a pad token pads with id 0: no real token attends to it or predicts it)."""
     n = len(block)
-    ids = torch.full((block_size,), pad_id, dtype=torch.long)
+    ids = torch.full((block_size,), 0 if pad_id is None else pad_id, dtype=torch.long)
     ids[:n] = torch.tensor(block, dtype=torch.long)
     labels = ids.clone()
     labels[n:] = IGNORE_INDEX
@@ -118,19 +119,46 @@ def to_example(block: list[int], block_size: int, pad_id: int) -> dict[str, torc
 
 
 class PackedDataset(Dataset):
-    """Blocks held in memory (map-style: shuffled by the Trainer, or by a curriculum sampler)."""
+    """Blocks held in memory (map-style: shuffled by the Trainer, or by a curriculum sampler), as
+    one `[blocks, block_size]` tensor (8 bytes a token, not a Python list of ints). Only the last
+    block can be short; its padded example is built once. An example is views into that tensor,
+    so a batch costs one `torch.stack` per key (`stack_examples`)."""
 
     def __init__(self, blocks: list[list[int]], block_size: int, pad_id: int):
-        self.blocks, self.block_size, self.pad_id = blocks, block_size, pad_id
+        self.block_size, self.pad_id = block_size, pad_id
+        self.lengths = [len(b) for b in blocks]
+        self.ids = torch.zeros((len(blocks), block_size), dtype=torch.long)  # short rows: to_example's padding
+        full = [i for i, n in enumerate(self.lengths) if n == block_size]
+        if full:
+            self.ids[full] = torch.tensor([blocks[i] for i in full], dtype=torch.long)
+        self._short = {i: to_example(b, block_size, pad_id) for i, b in enumerate(blocks) if len(b) < block_size}
+        for i, example in self._short.items():
+            self.ids[i] = example["input_ids"]
+        self._ones = torch.ones(block_size, dtype=torch.long)
+
+    @property
+    def blocks(self) -> list[list[int]]:
+        """The blocks as token-id lists (the short last one unpadded)."""
+        return [row[:n].tolist() for row, n in zip(self.ids, self.lengths)]
 
     def __len__(self) -> int:
-        return len(self.blocks)
+        return len(self.lengths)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return to_example(self.blocks[i], self.block_size, self.pad_id)
+        i = int(i) + (len(self.lengths) if i < 0 else 0)
+        if i in self._short:
+            return self._short[i]
+        row = self.ids[i]
+        return {"input_ids": row, "labels": row, "attention_mask": self._ones}
 
     def num_tokens(self) -> int:
-        return sum(len(b) for b in self.blocks)
+        return sum(self.lengths)
+
+
+def stack_examples(examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The pretraining collator: blocks all have `block_size` tokens (a short one is padded on the
+    right), so a batch is one `torch.stack` per key; no tokenizer padding pass."""
+    return {key: torch.stack([e[key] for e in examples]) for key in examples[0]}
 
 
 class StreamingPackedDataset(IterableDataset):

@@ -30,6 +30,7 @@ from .data import build_data, tokenizer_texts
 from .documents import corpus_specs
 from .init import initialize
 from .mtp import attach_heads, load_heads, save_heads
+from .packing import stack_examples
 from .presets import build_model, count_parameters
 from .tokenizer import load_tokenizer, train_tokenizer
 from .trainer import PretrainTrainer
@@ -202,7 +203,7 @@ def _trainer(cfg: PretrainConfig, run: RunDir, model, tokenizer, data, dtype: st
         sampler = CurriculumSampler(len(data.train), t.max_steps * t.batch_size, c.start_fraction,
                                     c.full_at, c.pacing, t.seed)
     return PretrainTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.validation,
-                           processing_class=tokenizer, curriculum_sampler=sampler)
+                           processing_class=tokenizer, data_collator=stack_examples, curriculum_sampler=sampler)
 
 
 SPECIAL_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
