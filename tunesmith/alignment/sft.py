@@ -31,6 +31,7 @@ from jinja2 import TemplateError
 from pydantic import Field
 
 from ..adapters import AdapterConfig
+from ..compat import plain_lm_head
 from ..core.config import Section, coerce
 from ..core.errors import UserError
 from ..core.result import StageResult
@@ -312,6 +313,7 @@ def sft(config: SFTConfig | dict | str | Path | None = None, **sections: Any) ->
         trainer = trl.SFTTrainer(model=x.model, args=trl_sft_args(cfg, run, dtype, x.eval is not None, x.mode),
                                  train_dataset=x.train, eval_dataset=x.eval, processing_class=x.tok,
                                  data_collator=collator)
+        plain_lm_head(trainer.model, outputs=("log_probs", "entropy", "is_top1"))  # what TRL's SFT asks
         restore = use_packed_attention(x.model) if packed_rows else (lambda: None)
 
         def after(trained: Any) -> dict[str, Any]:

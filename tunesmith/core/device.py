@@ -61,11 +61,12 @@ def decide(seconds: dict[str, float], memory: dict[str, float], available: float
     return "bf16" if seconds["fp32"] / seconds["bf16"] >= MIN_SPEEDUP * growth else "fp32"
 
 
-def probe_dtypes(step: Callable[[str], tuple[float, float]], repeats: int = 2,
+def probe_dtypes(step: Callable[[str], tuple[float, float]], repeats: int = 5, budget_s: float = 3.0,
                  available: float | None = None) -> dict[str, Any]:
     """Run `step(dtype) -> (seconds, activation bytes)` for fp32 and bf16 and decide. One warm-up
-    step each, then `repeats` timed steps each, alternating (so a load that comes and goes on a
-    shared machine falls on both; the best time counts; one each when a step takes over a second).
+    step each, then timed steps alternating (so a load that comes and goes on a shared machine
+    falls on both; the best time of each counts): at least one pair, at most `repeats`, while the
+    timed pairs take under `budget_s`.
     When bf16's warm-up is `BAIL_OUT` times slower than fp32's, the probe stops there: fp32
     (AVX2-only CPUs, where one bf16 step is ~100x fp32's). Returns {"dtype", "seconds",
     "memory_mb", "steps", "bailed_out"}."""
@@ -79,7 +80,10 @@ def probe_dtypes(step: Callable[[str], tuple[float, float]], repeats: int = 2,
     seconds = dict(first)
     if not bailed:
         timed: dict[str, list[float]] = {"fp32": [], "bf16": []}
-        for _ in range(repeats if max(first.values()) < 1.0 else min(repeats, 1)):
+        start = time.perf_counter()
+        for i in range(max(1, repeats)):
+            if i and time.perf_counter() - start > budget_s:
+                break
             for dtype in ("fp32", "bf16"):
                 t, mem = step(dtype)
                 steps[dtype] += 1
