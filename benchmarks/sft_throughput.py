@@ -10,7 +10,8 @@ Sides (full fine-tuning):
 - trl_packing: TRL's packing path, `packing=True, packing_strategy="bfd", padding_free=True`, fp32.
 
 Real tokens: a forward pre-hook on the model's token embedding counts the input ids that are not
-the pad token (the tokenizer has its own pad token, never in the data) during `Trainer.train`;
+the pad token (the tokenizer has its own pad token, never in the data) in the forwards with
+gradients during `Trainer.train`;
 the clock runs from the forward of step `--warmup`+1 to the forward of the step after the last
 timed one, so it holds `--steps` whole steps (forward, backward, optimizer, data loading) and
 nothing else (no model loading, tokenization, packing, probes or saving).
@@ -124,8 +125,9 @@ class Meter:
 
         transformers.Trainer.train = train
 
-        def hook(module, args):
-            if self.on and isinstance(module, torch.nn.Embedding) and module.num_embeddings == vocab and args:
+        def hook(module, args):  # training forwards only (grad on: not a reference model's no-grad forward)
+            if self.on and torch.is_grad_enabled() and isinstance(module, torch.nn.Embedding) \
+                    and module.num_embeddings == vocab and args:
                 ids = args[0]
                 self.calls.append((time.perf_counter(), int((ids != self.pad_id).sum()), ids.numel()))
 
