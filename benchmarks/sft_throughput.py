@@ -1,115 +1,245 @@
-"""tunesmith SFT (packing) vs a plain TRL SFTTrainer with TRL defaults (padded batches): same nano
-model, same mixed-length chat data, same steps and batch size, each side in its own subprocess
-(clean peak RSS). Prints real (non-pad) tokens/s, padding fraction and peak memory, and the ratio.
+"""tunesmith SFT against TRL's SFTTrainer at its defaults and at its best configuration: same model,
+same mixed-length chat rows, same batch size and max length, each side a fresh subprocess (its own
+peak RSS), sides alternating over `--rounds` (the median counts), real tokens counted the same way
+for every side.
 
-    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/sft_throughput.py --steps 30
+Sides (full fine-tuning):
+- tunesmith: `tunesmith sft` at its defaults (`sft.batching: auto`, `train.dtype: auto`);
+- trl_fp32: `trl.SFTTrainer` with TRL's defaults and `bf16=False`;
+- trl_shipped: TRL's defaults as shipped (`bf16=True`: bf16 autocast on CPU);
+- trl_packing: TRL's packing path, `packing=True, packing_strategy="bfd", padding_free=True`, fp32.
+
+Real tokens: a forward pre-hook on the model's token embedding counts the input ids that are not
+the pad token (the tokenizer has its own pad token, never in the data) in the forwards with
+gradients during `Trainer.train`;
+the clock runs from the forward of step `--warmup`+1 to the forward of the step after the last
+timed one, so it holds `--steps` whole steps (forward, backward, optimizer, data loading) and
+nothing else (no model loading, tokenization, packing, probes or saving).
+
+Data: chat rows from the shared corpora (`../shared/data/corpora`: HH-RLHF harmless-base
+transcripts, multi-turn and long, and Self-Instruct tasks, short), half each; without the shared
+folder, generated rows (embedded tasks and stories). A byte-level BPE tokenizer is trained on them.
+
+    .venv/bin/python benchmarks/sft_throughput.py --preset nano --rounds 2
+    .venv/bin/python benchmarks/sft_throughput.py --tiny
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
+import os
 import random
+import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+CORPORA = REPO.parent / "shared" / "data" / "corpora"
+SIDES = ("tunesmith", "trl_fp32", "trl_shipped", "trl_packing")
+TRL_SIDES = SIDES[1:]
 
-def make_inputs(folder: Path, rows: int) -> tuple[Path, Path]:
-    """A nano llama + tokenizer, and chat rows mixing 1-digit sums with story answers of 20-400 tokens."""
+
+def _hh_messages(text: str) -> list[dict]:
+    turns = re.split(r"\n\n(Human|Assistant): ", "\n\n" + text.strip())
+    msgs = [{"role": "user" if who == "Human" else "assistant", "content": body.strip()}
+            for who, body in zip(turns[1::2], turns[2::2])]
+    while msgs and msgs[-1]["role"] != "assistant":
+        msgs.pop()
+    return msgs if msgs and msgs[0]["role"] == "user" else []
+
+
+def chat_rows(count: int, seed: int = 0) -> list[dict]:
+    """`count` chat rows: half HH-RLHF transcripts, half Self-Instruct tasks (or generated rows
+    when the shared corpora are absent), shuffled."""
+    rng = random.Random(seed)
+    if (CORPORA / "hh_harmless_base_test.jsonl.gz").is_file():
+        with gzip.open(CORPORA / "hh_harmless_base_test.jsonl.gz", "rt", encoding="utf-8") as f:
+            long = [m for line in f for m in [_hh_messages(json.loads(line)["chosen"])] if m]
+        short = []
+        for name in ("self_instruct_seed_tasks.jsonl", "self_instruct_user_oriented_instructions.jsonl"):
+            for line in (CORPORA / name).read_text(encoding="utf-8").splitlines():
+                task = json.loads(line)
+                for inst in task["instances"]:
+                    prompt = task["instruction"] + (f"\n\n{inst['input']}" if inst["input"] else "")
+                    short.append([{"role": "user", "content": prompt}, {"role": "assistant", "content": inst["output"]}])
+        rows = rng.sample(long, count - count // 2) + rng.sample(short, min(count // 2, len(short)))
+    else:
+        from tunesmith.alignment.toy_tasks import instruction_rows
+        from tunesmith.pretraining.corpus import __file__ as corpus_init
+
+        stories = (Path(corpus_init).parent / "tinytales.txt").read_text(encoding="utf-8").split("\n\n")
+        rows = [r["messages"] for r in instruction_rows(["add", "upper", "sort"], count // 2)]
+        rows += [[{"role": "user", "content": "Tell me a story."},
+                  {"role": "assistant", "content": " ".join(rng.sample(stories, rng.randint(1, 4)))}]
+                 for _ in range(count - len(rows))]
+    rng.shuffle(rows)
+    return [{"messages": m} for m in rows]
+
+
+def make_inputs(folder: Path, preset: str, rows: int, max_length: int) -> tuple[Path, Path]:
+    """A freshly initialised llama of `preset` with a BPE tokenizer trained on the rows, and the rows."""
     import torch
 
-    from tunesmith.alignment.toy_tasks import instruction_rows
-    from tunesmith.pretraining.corpus import __file__ as corpus_init
+    from tunesmith.data.chat import CHATML_TEMPLATE
     from tunesmith.pretraining.presets import build_model
     from tunesmith.pretraining.tokenizer import train_tokenizer
 
-    stories = (Path(corpus_init).parent / "tinytales.txt").read_text(encoding="utf-8").split("\n\n")
-    tok = train_tokenizer(stories[:2000], vocab_size=1024)
+    data = chat_rows(rows)
+    texts = [m["content"] for r in data for m in r["messages"]]
+    tok = train_tokenizer(texts, vocab_size=1024 if preset == "nano" else 4096)
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.chat_template = CHATML_TEMPLATE
     torch.manual_seed(0)
-    model = build_model("llama", "nano", vocab=len(tok), context=512, bos_token_id=tok.bos_token_id,
+    model = build_model("llama", preset, vocab=len(tok), context=max_length, bos_token_id=tok.bos_token_id,
                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     model.save_pretrained(folder / "model")
     tok.save_pretrained(folder / "model")
-    rng = random.Random(0)
-    data = [{"messages": r["messages"]} for r in instruction_rows(["add", "upper", "sort"], rows // 2)]
-    for _ in range(rows - len(data)):
-        story = " ".join(rng.sample(stories[2000:], rng.randint(1, 4)))
-        data.append({"messages": [{"role": "user", "content": "Tell me a story."},
-                                  {"role": "assistant", "content": story}]})
-    rng.shuffle(data)
     path = folder / "train.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in data))
     return folder / "model", path
 
 
-def run_side(side: str, model: str, data: str, steps: int, batch: int, out: str) -> None:
-    import torch
-    from datasets import load_dataset
+class Meter:
+    """Real tokens and time of the training steps, seen by the token embedding (see the docstring)."""
 
-    train = {"max_steps": steps, "batch_size": batch, "dtype": "fp32", "warmup_steps": 0, "logging_steps": steps,
-             "save_steps": 10_000, "eval_steps": 10_000}
+    def __init__(self, pad_id: int, vocab: int) -> None:
+        import torch
+        import transformers
+
+        self.pad_id, self.calls, self.on = pad_id, [], False
+        original = transformers.Trainer.train
+        meter = self
+
+        def train(trainer, *args, **kwargs):
+            meter.on = True
+            try:
+                return original(trainer, *args, **kwargs)
+            finally:
+                meter.on = False
+
+        transformers.Trainer.train = train
+
+        def hook(module, args):  # training forwards only (grad on: not a reference model's no-grad forward)
+            if self.on and torch.is_grad_enabled() and isinstance(module, torch.nn.Embedding) \
+                    and module.num_embeddings == vocab and args:
+                ids = args[0]
+                self.calls.append((time.perf_counter(), int((ids != self.pad_id).sum()), ids.numel()))
+
+        torch.nn.modules.module.register_module_forward_pre_hook(hook)
+
+    def result(self, warmup: int, steps: int) -> dict:
+        if len(self.calls) < warmup + steps + 1:
+            raise RuntimeError(f"saw {len(self.calls)} training forwards, need {warmup + steps + 1}")
+        timed = self.calls[warmup:warmup + steps]
+        seconds = self.calls[warmup + steps][0] - timed[0][0]
+        real, total = sum(c[1] for c in timed), sum(c[2] for c in timed)
+        return {"tokens_per_s": real / seconds, "seconds": seconds, "real_tokens": real,
+                "padding_fraction": 1 - real / total}
+
+
+def run_side(side: str, model: str, data: str, a: argparse.Namespace, out: str) -> None:
+    import torch
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model)
+    meter = Meter(tok.pad_token_id, len(tok))
+    total_steps = a.warmup + a.steps + 1
+    work = Path(out).parent / f"{side}-run"
+    extra: dict = {}
     if side == "tunesmith":
         from tunesmith.alignment.sft import sft
 
-        t = time.perf_counter()
         r = sft(model={"path": model}, adapter={"method": "full"}, data={"inputs": [{"path": data}]},
-                sft={"max_length": 512, "batching": "packing"}, train=train,
-                run={"dir": str(Path(out).parent / "ts-run"), "overwrite": True})
-        seconds = r.metrics["train_seconds"]
-        tokens = r.metrics["train_tokens"]  # real tokens, counted per batch
-        padded = tokens  # packs carry no padding (padding-free collation)
+                sft={"max_length": a.max_length},
+                train={"max_steps": total_steps, "batch_size": a.batch, "warmup_steps": 0, "save_steps": 10_000,
+                       "eval_steps": 10_000},
+                run={"dir": str(work), "overwrite": True, "sample_tokens": 0})
+        env = json.loads((r.run_dir / "environment.json").read_text())
+        extra = {"dtype": env.get("dtype"), "batching": env.get("batching", {}).get("choice"),
+                 "train_seconds": r.metrics["train_seconds"]}
     else:
         import trl
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from datasets import load_dataset
+        from transformers import AutoModelForCausalLM
 
-        from tunesmith.data.chat import CHATML_TEMPLATE
-
-        tok = AutoTokenizer.from_pretrained(model)
-        tok.chat_template = tok.chat_template or CHATML_TEMPLATE
         ds = load_dataset("json", data_files=data, split="train")
         m = AutoModelForCausalLM.from_pretrained(model)
-        args = trl.SFTConfig(output_dir=str(Path(out).parent / "trl-run"), max_steps=steps,
-                             per_device_train_batch_size=batch, report_to=[], use_cpu=True, save_strategy="no",
-                             logging_steps=steps)
+        options = {"trl_fp32": {"bf16": False}, "trl_shipped": {},
+                   "trl_packing": {"bf16": False, "packing": True, "packing_strategy": "bfd", "padding_free": True}}
+        args = trl.SFTConfig(output_dir=str(work), max_steps=total_steps, per_device_train_batch_size=a.batch,
+                             max_length=a.max_length, report_to=[], use_cpu=not torch.cuda.is_available(),
+                             save_strategy="no", **options[side])
         trainer = trl.SFTTrainer(model=m, args=args, train_dataset=ds, processing_class=tok)
-        real = padded = 0
-        for i, b in enumerate(trainer.get_train_dataloader()):
-            if i == steps:
-                break
-            real += int(b["attention_mask"].sum())
-            padded += b["attention_mask"].numel()
-        seconds = trainer.train().metrics["train_runtime"]
-        tokens = real
+        extra = {"dtype": "bf16" if args.bf16 else "fp32", "train_seconds": trainer.train().metrics["train_runtime"]}
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    Path(out).write_text(json.dumps({"tokens_per_s": tokens / seconds, "padding_fraction": 1 - tokens / padded,
-                                     "peak_rss_mb": rss, "seconds": seconds, "torch_threads": torch.get_num_threads()}))
+    Path(out).write_text(json.dumps({**meter.result(a.warmup, a.steps), "peak_rss_mb": rss, **extra,
+                                     "torch_threads": torch.get_num_threads()}))
+
+
+def _median(runs: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--steps", type=int, default=30)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", choices=["nano", "small"], default="nano")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per side")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps before them")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--rows", type=int, default=800)
-    p.add_argument("--side", choices=["tunesmith", "trl"])
+    p.add_argument("--rows", type=int, default=600)
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--rounds", type=int, default=1, help="rounds of all sides, order reversed every other round")
+    p.add_argument("--sides", default=",".join(SIDES))
+    p.add_argument("--threads", type=int, default=1, help=(
+        "OMP_NUM_THREADS of every side (1: on a machine shared with other work, more threads than free "
+        "cores make OpenMP wait on descheduled threads and times swing by 10x)"))
+    p.add_argument("--tiny", action="store_true",
+                   help="a quick check: 48 rows, max length 128, 2 timed steps, tunesmith and trl_packing only")
+    p.add_argument("--side", choices=SIDES)
     p.add_argument("--model"), p.add_argument("--data"), p.add_argument("--out")
     a = p.parse_args()
+    if a.tiny:
+        a.rows, a.max_length, a.steps, a.warmup, a.preset = 48, 128, 2, 1, "nano"
+        a.sides = "tunesmith,trl_packing"
     if a.side:
-        return run_side(a.side, a.model, a.data, a.steps, a.batch, a.out)
+        return run_side(a.side, a.model, a.data, a, a.out)
+    sides = [s for s in a.sides.split(",") if s]
     folder = Path(tempfile.mkdtemp(prefix="sft-bench-"))
-    model, data = make_inputs(folder, a.rows)
-    res = {}
-    for side in ("trl", "tunesmith"):
-        out = folder / f"{side}.json"
-        subprocess.run([sys.executable, __file__, "--side", side, "--model", str(model), "--data", str(data),
-                        "--out", str(out), "--steps", str(a.steps), "--batch", str(a.batch)], check=True)
-        res[side] = json.loads(out.read_text())
-        print(side, {k: round(v, 3) for k, v in res[side].items()})
-    print(f"tokens/s ratio tunesmith/trl: {res['tunesmith']['tokens_per_s'] / res['trl']['tokens_per_s']:.2f}x "
-          f"(padding {res['trl']['padding_fraction']:.1%} -> {res['tunesmith']['padding_fraction']:.1%}; peak RSS "
-          f"{res['trl']['peak_rss_mb']:.0f} -> {res['tunesmith']['peak_rss_mb']:.0f} MB)")
+    model, data = make_inputs(folder, a.preset, a.rows, a.max_length)
+    runs: dict[str, list[dict]] = {s: [] for s in sides}
+    for rnd in range(a.rounds):
+        for side in (sides if rnd % 2 == 0 else sides[::-1]):
+            out = folder / f"{side}-{rnd}.json"
+            cmd = [sys.executable, __file__, "--side", side, "--model", str(model), "--data", str(data),
+                   "--out", str(out), "--steps", str(a.steps), "--warmup", str(a.warmup), "--batch", str(a.batch),
+                   "--max-length", str(a.max_length), "--preset", a.preset]
+            env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "TOKENIZERS_PARALLELISM": "false",
+                   "HF_HUB_OFFLINE": "1"}
+            subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL, env=env,
+                           stderr=None if a.tiny else subprocess.DEVNULL)
+            runs[side].append(json.loads(out.read_text()))
+    table = {s: {"tokens_per_s": _median(r, "tokens_per_s"), "peak_rss_mb": _median(r, "peak_rss_mb"),
+                 "padding_fraction": _median(r, "padding_fraction"), "dtype": r[0]["dtype"],
+                 "batching": r[0].get("batching", "")} for s, r in runs.items()}
+    trl_sides = [s for s in sides if s in TRL_SIDES]
+    best = max(trl_sides, key=lambda s: table[s]["tokens_per_s"]) if trl_sides else None
+    print(f"SFT throughput: preset {a.preset}, {a.rows} chat rows, batch {a.batch}, max length {a.max_length}, "
+          f"{a.steps} timed steps after {a.warmup}, {a.rounds} round(s), torch threads {runs[sides[0]][0]['torch_threads']}")
+    print(f"| side | dtype | real tokens/s | padding | peak RSS MB | tokens/s vs {best} | RSS vs {best} |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for s, row in table.items():
+        ratio = row["tokens_per_s"] / table[best]["tokens_per_s"] if best else float("nan")
+        rss = row["peak_rss_mb"] / table[best]["peak_rss_mb"] if best else float("nan")
+        label = f"{s} ({row['batching']})" if row["batching"] else s
+        print(f"| {label} | {row['dtype']} | {row['tokens_per_s']:,.0f} | {row['padding_fraction']:.1%} | "
+              f"{row['peak_rss_mb']:,.0f} | {ratio:.2f}x | {rss:.2f}x |")
+    print(json.dumps({"table": table, "fastest_trl": best}))
 
 
 if __name__ == "__main__":

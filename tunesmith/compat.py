@@ -20,6 +20,7 @@ that fails when the library changes under it (then the workaround is revisited, 
 | `unshard_fsdp2` | torch 2.13 | FSDP2 (`fully_shard`) has no inverse: after training, every stage's save (`save_pretrained`, PEFT) needs the whole model, not DTensor shards (test: tests/distributed/test_fsdp.py) |
 | `fsdp2_sees_tied_tokens` | accelerate 1.15, peft 0.21.2 | FSDP2 preparation looks for tied embeddings through `get_input/output_embeddings`; peft's trainable-token wrappers hide the tie and sharding fails (test: tests/distributed/test_fsdp.py) |
 | `process_group_timeout` | torch 2.13 | the collective timeout a process group was created with is readable only through private attributes (test: tests/distributed/test_how_it_ran.py, test_fsdp.py: environment.json's `timeout_s`) |
+| `plain_lm_head` | trl 1.16 | TRL's fused LM-head kernel scores every position in Python-level tiles off Triton devices: on CPU with a small vocabulary it takes 3x the whole model's forward |
 """
 from __future__ import annotations
 
@@ -455,3 +456,64 @@ def process_group_timeout() -> float | None:
     group = dist.distributed_c10d._get_default_group()
     device = torch.device("cuda" if dist.get_backend() == "nccl" else "cpu")
     return group._get_backend(device).options._timeout.total_seconds()
+
+
+# --- TRL's fused LM head off Triton devices (trl 1.16) -------------------------------------------
+# trl/trainer/utils.py `add_fused_lm_head` replaces `model.forward` with `_fused_forward`, which for
+# `fused_lm_head=True` runs the backbone, then `_ChunkedLogProbFunction` (trl/kernels/chunked_logprob.py)
+# over EVERY position (`compact = _use_triton(device)` is False on CPU) in tiles, returning a
+# `FusedCausalLMOutput` (log_probs, entropy, is_top1, ... zero where the label is -100, label_mask).
+# SFTTrainer.compute_loss and DPOTrainer._compute_loss always ask for it.
+PLAIN_HEAD_BYTES = 256 * 2 ** 20  # logits up to this size are materialized: the plain path
+
+
+def plain_lm_head(model: nn.Module, outputs: tuple[str, ...] = ("log_probs",),
+                  max_logits_bytes: int = PLAIN_HEAD_BYTES) -> bool:
+    """Answer TRL's `fused_lm_head=True` calls from the model's own logits (log-softmax, gather)
+    when the batch's float32 logits take at most `max_logits_bytes`; larger batches keep TRL's
+    kernel, which never holds them. `outputs` are the per-token fields the trainer asked TRL for
+    (as `add_fused_lm_head(outputs=...)`; the others are None, as TRL leaves them), with TRL's zeros
+    where the label is -100. Call after building the trainer (TRL patches the model then); returns
+    whether the model carried TRL's head."""
+    from trl.trainer.utils import FusedCausalLMOutput
+
+    import torch
+
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    fused = target.__dict__.get("forward")
+    if fused is None or getattr(fused, "tunesmith_plain", False):
+        return False
+    vocab = target.get_output_embeddings().weight.shape[0]
+
+    def forward(*args, fused_lm_head=False, labels=None, shift_labels=None, num_items_in_batch=None, **kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if not fused_lm_head or ids is None or ids.numel() * vocab * 4 > max_logits_bytes \
+                or kwargs.get("output_router_logits"):
+            return fused(*args, fused_lm_head=fused_lm_head, labels=labels, shift_labels=shift_labels,
+                         num_items_in_batch=num_items_in_batch, **kwargs)
+        kwargs["use_cache"] = False
+        logits = fused(*args, **kwargs).logits
+        if shift_labels is None:
+            logits, labels = logits[:, :-1], labels[:, 1:]
+        else:
+            labels = shift_labels
+        mask = labels != -100
+        logp = logits.float().log_softmax(-1)
+        log_probs = logp.gather(-1, labels.clamp(min=0)[..., None])[..., 0].masked_fill(~mask, 0)
+        extra = {}
+        if "log_sum_sq_probs" in outputs:
+            extra["log_sum_sq_probs"] = torch.logsumexp(2 * logp, -1).masked_fill(~mask, 0)
+        with torch.no_grad():  # metrics
+            if "entropy" in outputs:
+                extra["entropy"] = -(logp.exp() * logp).sum(-1).masked_fill(~mask, 0)
+            if "is_top1" in outputs:
+                extra["is_top1"] = (logp.argmax(-1) == labels) & mask
+            if "mean_logits" in outputs:
+                extra["mean_logits"] = logits.float().mean(-1).masked_fill(~mask, 0)
+        loss = -log_probs.sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
+        return FusedCausalLMOutput(loss=loss, log_probs=log_probs, label_mask=mask, **extra)
+
+    forward.tunesmith_plain = True
+    forward.__signature__ = inspect.signature(fused)
+    target.forward = forward
+    return True

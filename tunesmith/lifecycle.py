@@ -10,6 +10,9 @@ A stage calls `run_stage(name, cfg, load, build)`:
   any shape the stage likes. It runs on the main process first (the others then reuse what it
   prepared) and before anything is written into the run directory, so bad input leaves an
   existing run untouched. It may return `environment` (a dict, as attribute) for environment.json.
+  `dtype` is `train.dtype` as requested ("auto" is resolved after `load`, on the loaded model:
+  `choose_dtype`); a stage may return `probe_batch` (a batch as it trains on) and `probe_context`
+  (what the model trains inside) for that measurement.
 - `build(loaded, run, dtype, resuming)` returns a `Training`: the trainer, the metrics measured
   before training, and how to measure after it; the lifecycle adds the callbacks every stage
   shares (metrics.jsonl, checkpoint completion marker, non-finite guard, live loggers), the
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -73,12 +76,15 @@ def run_stage(stage: str, cfg: Any, load: Callable[[RunDir, str], Any],
     """Run one training stage through the lifecycle (see the module docstring)."""
     run = open_run(cfg.run, stage)
     batch_layout(cfg.train)  # a batch that does not split over micro-batches and processes: before anything
-    dtype = pick_dtype(cfg.train.dtype)
     set_seed(cfg.train.seed)
     with _removed_on_failure(run):  # a run that fails before training leaves no folder behind
-        with main_process_first():  # the others reuse what it prepared
-            loaded = load(run, dtype)
-        run.start(cfg, seed=cfg.train.seed, dtype=dtype, **getattr(loaded, "environment", {}))
+        with main_process_first():  # the others reuse what it prepared (the dtype probe's cache too)
+            loaded = load(run, cfg.train.dtype)
+            dtype, probe = choose_dtype(cfg.train, loaded)
+        environment = dict(getattr(loaded, "environment", {}))
+        if probe is not None:
+            environment["dtype_probe"] = probe
+        run.start(cfg, seed=cfg.train.seed, dtype=dtype, **environment)
         resume = resume_checkpoint(run, cfg.run.resume)
         plan = build(loaded, run, dtype, resume is not None)
     trainer = plan.trainer
@@ -109,6 +115,32 @@ def run_stage(stage: str, cfg: Any, load: Callable[[RunDir, str], Any],
     run.write_json("results.json", {"metrics": metrics, "model_path": str(path), **extra})
     finish_run(run, trainer.state.global_step, getattr(cfg, "push_to_hub", None))
     return result_cls(run.path, path, metrics, **extra)
+
+
+def choose_dtype(train: Any, loaded: Any) -> tuple[str, dict | None]:
+    """(dtype, the probe's record or None): `train.dtype` unless auto; auto on CPU measures the
+    loaded model's forward+backward in fp32 and bf16 autocast (`core.device.measure_dtype`) on the
+    stage's `probe_batch` (else random tokens, one micro-batch of the model's context, up to 512)."""
+    import torch
+
+    from .core.device import measure_dtype
+
+    model = getattr(loaded, "model", None)
+    if train.dtype != "auto" or torch.cuda.is_available() or model is None:
+        return pick_dtype(train.dtype), None
+    batch = getattr(loaded, "probe_batch", None)
+    if batch is None:
+        per_device, _ = batch_layout(train)
+        length = min(512, getattr(model.config, "max_position_embeddings", None) or 512)
+        vocab = getattr(model.config, "vocab_size", None) or 2
+        batch = {"input_ids": torch.randint(0, vocab, (per_device, length),
+                                            generator=torch.Generator().manual_seed(0))}
+    try:
+        with (getattr(loaded, "probe_context", None) or nullcontext)():
+            probe = measure_dtype(model, batch)
+    except Exception as e:  # noqa: BLE001 - a model the probe cannot step trains in fp32, as before the probe
+        return "fp32", {"dtype": "fp32", "error": f"{type(e).__name__}: {e}"[:300]}
+    return probe["dtype"], probe
 
 
 @contextmanager

@@ -87,6 +87,10 @@ def test_packing_does_not_leak_attention_across_examples(tiny, tok):
     assert (leaky - alone).abs().max() > 1e-3                         # the check can fail
 
 
+def config_attention(folder: Path):
+    return json.loads((folder / "config.json").read_text()).get("_attn_implementation")
+
+
 def _run(tiny, tmp_path, **sections):
     sections.setdefault("tasks", {"names": ["upper", "add"], "train_rows": 64, "eval_rows": 8})
     sections.setdefault("train", dict(TRAIN, max_steps=8, batch_size=8, lr=1e-2))
@@ -100,14 +104,26 @@ def _losses(run_dir: Path) -> list[float]:
     return [r["loss"] for r in rows if "loss" in r]
 
 
-@pytest.mark.parametrize("method,batching", [("lora", "packing"), ("qlora", "padding"), ("lora", "padding_free")])
-def test_sft_runs_and_loss_falls(tiny, tmp_path, method, batching):
+@pytest.mark.parametrize("method,batching", [("lora", "packing"), ("qlora", "padding"), ("lora", "padding_free"),
+                                            ("lora", "packed_rows"), ("full", "auto")])
+def test_sft_runs_and_loss_falls(tiny, tmp_path, method, batching, monkeypatch):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    result = _run(tiny, tmp_path, adapter={"method": method, "rank": 8}, sft={"max_length": 64, "batching": batching})
+    monkeypatch.setenv("TUNESMITH_CACHE_DIR", str(tmp_path / "cache"))
+    train = dict(TRAIN, max_steps=8, batch_size=8, lr=1e-2, dtype="auto" if batching == "auto" else "fp32")
+    result = _run(tiny, tmp_path, adapter={"method": method, "rank": 8}, sft={"max_length": 64, "batching": batching},
+                  train=train)
     losses = _losses(result.run_dir)
     assert len(losses) == 8 and sum(losses[-2:]) < sum(losses[:2])
+    env = json.loads((result.run_dir / "environment.json").read_text())
+    assert env["batching"]["choice"] == (batching if batching != "auto" else env["batching"]["choice"])
+    if batching == "auto":   # the measured choice and its cost, and the dtype probe's, are in the run record
+        rates = env["batching"]["tokens_per_s"]
+        assert set(rates) == {"packed_rows", "padding"} and env["batching"]["choice"] == max(rates, key=rates.get)
+        assert env["dtype"] == env["dtype_probe"]["dtype"] and env["dtype_probe"]["seconds"]["fp32"] > 0
+        assert config_attention(result.model_path) is None               # the saved model names no tunesmith attention
+        return
     assert {"before/exact_match", "after/exact_match/upper", "train_tokens"} <= set(result.metrics)
     assert (result.run_dir / "results.json").is_file() and (result.model_path / "adapter_config.json").is_file()
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), result.model_path)

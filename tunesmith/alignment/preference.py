@@ -11,7 +11,9 @@ What tunesmith adds over the TRL trainers:
   disabled IS the reference (no second copy); for full fine-tuning, reference log-probs are
   precomputed once and the reference model is freed;
 - a reference-free proof on held-out pairs before and after training: pair accuracy (policy
-  log-prob of chosen > rejected) and mean log-prob margin, plus TRL's implicit-reward metrics.
+  log-prob of chosen > rejected) and mean log-prob margin, plus TRL's implicit-reward metrics;
+- paired batches (DPO, ORPO, SimPO) drawn grouped by length: TRL pads every chosen and rejected
+  sequence of a batch to the longest of them, so pairs of similar length waste less compute.
 
     import tunesmith as ts
     r = ts.dpo(model={"path": "runs/sft/merged"}, tasks={"names": ["add"]}, dpo={"loss_type": "ipo"})
@@ -29,7 +31,7 @@ from pydantic import Field
 
 from ..adapters import AdapterConfig
 from ..adapters.chain import is_adapter_folder, model_folder, run_output
-from ..compat import DPO_LOSS_TYPES, trl_experimental
+from ..compat import DPO_LOSS_TYPES, plain_lm_head, trl_experimental
 from ..core.config import Section, coerce
 from ..core.distributed import main_process_first, world_size
 from ..core.errors import UserError
@@ -151,10 +153,30 @@ def _shared(run: RunDir, name: str, dataset: Any) -> Any:
         return load_from_disk(str(folder))
 
 
+# the per-token fields TRL's DPO and KTO trainers ask their fused LM head for (trl 1.16 `add_fused_lm_head`)
+TRL_HEAD_OUTPUTS = {"dpo": ("log_probs", "entropy", "mean_logits", "is_top1"), "kto": ("log_probs", "entropy", "mean_logits")}
+GROUPED_STAGES = ("dpo", "orpo", "simpo")  # paired batches: chosen and rejected padded together
+
+
+def with_lengths(dataset: Any) -> Any:
+    """A tokenized preference dataset plus the `length` column the trainer's length-grouped
+    sampler reads: the prompt's tokens plus the longer completion's (sequences that already hold
+    the prompt count it twice: the order, not the number, matters)."""
+    ids = [c for c in dataset.column_names if c.endswith("_ids") and "attention" not in c]
+    prompt = [c for c in ids if c.startswith("prompt")]
+    rest = [c for c in ids if c not in prompt and not c.endswith("labels")]
+    columns = {c: dataset[c] for c in prompt + rest}
+    lengths = [sum(len(columns[c][i]) for c in prompt) + max((len(columns[c][i]) for c in rest), default=0)
+               for i in range(dataset.num_rows)]
+    return dataset.remove_columns([c for c in ("length",) if c in dataset.column_names]).add_column("length", lengths)
+
+
 def _trainer(cfg: _PreferenceConfig, stage: str, model: Any, tok: Any, run: Any, dtype: str, train_ds: Any,
              eval_ds: Any) -> Any:
     """TRL's trainer for `stage`, its config built from the shared training kwargs + the stage block."""
     base = dict(training_kwargs(cfg.train, run, dtype, eval_ds is not None), remove_unused_columns=False)
+    if stage in GROUPED_STAGES:  # the `length` column is added once TRL has tokenized (`with_lengths`)
+        base.update(train_sampling_strategy="group_by_length", length_column_name="length")
     common = dict(model=model, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tok)
     if stage == "dpo":
         d = cfg.dpo
@@ -214,6 +236,17 @@ def run_preference(cfg: _PreferenceConfig, stage: str) -> StageResult:
         if _precomputes(cfg, stage) and world_size() > 1:
             train_ds, eval_ds = (_shared(run, name, ds) for name, ds in (("train", train_ds), ("eval", eval_ds)))
         trainer = _trainer(cfg, stage, x.model, x.tok, run, dtype, train_ds, eval_ds)
+        if stage in ("dpo", "kto"):  # the trainers on TRL's fused LM head (ORPO and CPO compute logits)
+            plain_lm_head(trainer.model, outputs=TRL_HEAD_OUTPUTS[stage] + (
+                ("log_sum_sq_probs",) if getattr(trainer, "use_weighting", False) else ()))
+            if getattr(trainer, "ref_model", None) is not None:
+                plain_lm_head(trainer.ref_model)
+        if stage in GROUPED_STAGES:  # the length-grouped samplers read a `length` column
+            trainer.train_dataset = with_lengths(trainer.train_dataset)
+            if isinstance(trainer.eval_dataset, dict):
+                trainer.eval_dataset = {k: with_lengths(v) for k, v in trainer.eval_dataset.items()}
+            elif trainer.eval_dataset is not None:
+                trainer.eval_dataset = with_lengths(trainer.eval_dataset)
 
         def after(trained: Any) -> dict[str, Any]:
             scores = trainer.evaluate() if eval_ds is not None else {}

@@ -5,8 +5,10 @@ What tunesmith adds over a plain `SFTTrainer`:
 - loss masks for ANY prefix-preserving chat template (TRL's assistant-only loss needs
   `{% generation %}` markers, which most templates lack): `loss: assistant` (every assistant
   turn, its end-of-turn token included), `completion` (the final assistant turn only) or `full`;
-- packing (best-fit decreasing, no attention across examples) on by default, padding-free or
-  padded batches on request; optional NEFTune noise;
+- batching measured per device (`sft.batching: auto`, `tunesmith.alignment.batching`): on CPU,
+  best-fit packed rows with attention per example (no padding, no cross-example attention, no
+  whole-batch attention); TRL's flat padding-free packing where FlashAttention varlen runs; the
+  choice and its measured tokens/s recorded in environment.json; optional NEFTune noise;
 - held-out exact match on the embedded tasks before and after training (`tasks:` block);
 - a LoRA-family adapter also trains the embedding/LM-head rows of the chat template's special
   tokens (`adapter.trainable_tokens: auto`), so a base that never saw `<|im_end|>` learns to end
@@ -29,17 +31,20 @@ from jinja2 import TemplateError
 from pydantic import Field
 
 from ..adapters import AdapterConfig
+from ..compat import plain_lm_head
 from ..core.config import Section, coerce
 from ..core.errors import UserError
 from ..core.result import StageResult
 from ..core.rundir import RunDir
 from ..core.train_config import RunSection, TrainSection
-from ..core.trainer_args import training_kwargs
+from ..core.trainer_args import batch_layout, training_kwargs
 from ..data import DataPrepConfig, render_messages
 from ..data.chat import has_extras, unrendered
 from ..hub.config import PushConfig
 from ..lifecycle import Training, run_stage
+from . import batching
 from .common import ModelSection, load_policy
+from .packed import PackedRowsCollator, use_packed_attention
 from .stage_data import TasksSection, stage_data, task_scores
 
 
@@ -48,9 +53,12 @@ class SFTSection(Section):
 
     loss: Literal["assistant", "completion", "full"] = Field("assistant", description=(
         "tokens that carry loss: assistant (every assistant turn) | completion (the final assistant turn) | full"))
-    batching: Literal["packing", "padding_free", "padding"] = Field("packing", description=(
-        "packing (best-fit packs of max_length, attention kept within each example) | padding_free "
-        "(examples concatenated per batch, no pad tokens) | padding (pad to the longest in the batch)"))
+    batching: Literal["auto", "packed_rows", "packing", "padding_free", "padding"] = Field("auto", description=(
+        "auto (measured on the model and data: the layout with the most real tokens/s, recorded in "
+        "environment.json) | packed_rows (best-fit rows of max_length, batched, attention within each "
+        "example: fast on CPU) | packing (TRL's: the batch's best-fit packs as one flat row; fast with "
+        "FlashAttention varlen) | padding_free (examples concatenated per batch) | padding (pad to the "
+        "longest in the batch)"))
     max_length: int = Field(512, ge=8, description="tokens per example (longer ones are truncated) or per pack")
     reasoning: Literal["auto", "train", "mask"] = Field("auto", description=(
         "loss on the <think>...</think> blocks templates such as Qwen3's render in assistant turns: auto "
@@ -235,13 +243,15 @@ def tokenize_split(dataset: Any, tokenizer: Any, loss: str, reasoning: str = "au
                        remove_columns=dataset.column_names)
 
 
-def trl_sft_args(cfg: SFTConfig, run: Any, dtype: str, has_eval: bool) -> trl.SFTConfig:
-    """Our config -> TRL's SFTConfig (shared training defaults from `training_kwargs`)."""
-    b = cfg.sft.batching
+def trl_sft_args(cfg: SFTConfig, run: Any, dtype: str, has_eval: bool, layout: str | None = None) -> trl.SFTConfig:
+    """Our config -> TRL's SFTConfig (shared training defaults from `training_kwargs`); `layout`
+    is the batching in use (`cfg.sft.batching` with auto resolved)."""
+    b = layout or cfg.sft.batching
     return trl.SFTConfig(
         **training_kwargs(cfg.train, run, dtype, has_eval),
-        # padding-free without packing does not truncate in TRL: tunesmith truncates while tokenizing
-        max_length=None if b == "padding_free" else cfg.sft.max_length, packing=b == "packing",
+        # padding-free without packing does not truncate in TRL: tunesmith truncates while tokenizing;
+        # packed rows arrive packed (rows of at most max_length)
+        max_length=None if b in ("padding_free", "packed_rows") else cfg.sft.max_length, packing=b == "packing",
         packing_strategy="bfd", padding_free=b == "padding_free", neftune_noise_alpha=cfg.sft.neftune_alpha,
         shuffle_dataset=True, eval_packing=False,
     )
@@ -249,6 +259,28 @@ def trl_sft_args(cfg: SFTConfig, run: Any, dtype: str, has_eval: bool) -> trl.SF
 
 def _truncate(dataset: Any, max_length: int) -> Any:
     return dataset.map(lambda r: {k: r[k][:max_length] for k in ("input_ids", "assistant_masks")})
+
+
+def _layout(cfg: SFTConfig, model: Any, tok: Any, train_ds: Any) -> dict[str, Any]:
+    """The batching layout (measured when auto), its training data and collator, and a batch
+    of it for the dtype probe."""
+    requested = cfg.sft.batching
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    if requested in ("packing", "padding_free", "padding"):
+        return {"train": train_ds, "mode": requested, "pad_id": pad_id,
+                "record": {"choice": requested, "requested": requested}}
+    if requested == "packed_rows" and not batching.supports_packed_rows(model):
+        raise UserError("packed rows need a decoder on sdpa attention without sliding-window layers",
+                        field="sft.batching", fix="use sft.batching: auto (or padding)")
+    per_device, _ = batch_layout(cfg.train)
+    labelled = batching.with_labels(train_ds)
+    packed = batching.pack_rows(labelled, cfg.sft.max_length, cfg.train.seed) \
+        if batching.supports_packed_rows(model) else None
+    mode, record = batching.choose(model, labelled, packed, per_device, pad_id, requested)
+    probe = batching.sample_batches(mode, labelled, packed, per_device, pad_id, count=1)[0][0]
+    return {"train": packed if mode == "packed_rows" else labelled, "mode": mode, "record": record,
+            "pad_id": pad_id, "probe_batch": {k: v for k, v in probe.items() if k in batching.MODEL_INPUTS},
+            "probe_context": batching.context(mode, model)}
 
 
 def sft(config: SFTConfig | dict | str | Path | None = None, **sections: Any) -> StageResult:
@@ -270,15 +302,22 @@ def sft(config: SFTConfig | dict | str | Path | None = None, **sections: Any) ->
         train_ds = _truncate(tokenize_split(data["train"], tok, cfg.sft.loss, cfg.sft.reasoning), cfg.sft.max_length)
         eval_ds = _truncate(tokenize_split(data["validation"], tok, cfg.sft.loss, cfg.sft.reasoning), cfg.sft.max_length) \
             if "validation" in data else None
-        return SimpleNamespace(model=model, tok=tok, train=train_ds, eval=eval_ds,
-                               environment={"train_rows": train_ds.num_rows})
+        layout = _layout(cfg, model, tok, train_ds)
+        return SimpleNamespace(model=model, tok=tok, eval=eval_ds, **layout,
+                               environment={"train_rows": train_ds.num_rows, "batching": layout["record"]})
 
     def build(x: SimpleNamespace, run: RunDir, dtype: str, resuming: bool) -> Training:
         before = task_scores(x.model, x.tok, cfg.tasks, "before/")
-        trainer = trl.SFTTrainer(model=x.model, args=trl_sft_args(cfg, run, dtype, x.eval is not None),
-                                 train_dataset=x.train, eval_dataset=x.eval, processing_class=x.tok)
+        packed_rows = x.mode == "packed_rows"
+        collator = PackedRowsCollator(pad_token_id=x.pad_id) if packed_rows else None
+        trainer = trl.SFTTrainer(model=x.model, args=trl_sft_args(cfg, run, dtype, x.eval is not None, x.mode),
+                                 train_dataset=x.train, eval_dataset=x.eval, processing_class=x.tok,
+                                 data_collator=collator)
+        plain_lm_head(trainer.model, outputs=("log_probs", "entropy", "is_top1"))  # what TRL's SFT asks
+        restore = use_packed_attention(x.model) if packed_rows else (lambda: None)
 
         def after(trained: Any) -> dict[str, Any]:
+            restore()  # evaluation and generation on the model's own attention
             scores = trainer.evaluate() if x.eval is not None else {}
             return {**{k: v for k, v in scores.items() if isinstance(v, (int, float))},
                     **task_scores(trained, x.tok, cfg.tasks, "after/")}

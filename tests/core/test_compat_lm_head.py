@@ -1,0 +1,55 @@
+"""compat.plain_lm_head answers TRL's fused-LM-head calls with what TRL's kernel answers (trl 1.16):
+the same per-token fields, zeros and loss, and the same gradients; generation is untouched."""
+from __future__ import annotations
+
+import copy
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+from trl.trainer.utils import add_fused_lm_head
+
+from tunesmith.compat import plain_lm_head
+
+FIELDS = ("log_probs", "entropy", "mean_logits", "is_top1", "log_sum_sq_probs")
+
+
+def _models():
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=80, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1, pad_token_id=0))
+    trl_model, ours = model, copy.deepcopy(model)
+    add_fused_lm_head(trl_model, outputs=FIELDS)
+    add_fused_lm_head(ours, outputs=FIELDS)
+    assert plain_lm_head(ours, outputs=FIELDS) and not plain_lm_head(ours, outputs=FIELDS)  # once
+    return trl_model, ours
+
+
+def test_plain_head_matches_trls_kernel():
+    trl_model, ours = _models()
+    ids = torch.randint(1, 80, (3, 12))
+    labels = ids.masked_fill(torch.rand(3, 12) < 0.3, -100)
+    mask = torch.ones_like(ids)
+    a = trl_model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+    b = ours(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+    for name in FIELDS + ("label_mask",):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x is not None and y is not None, name
+        if x.dtype == torch.bool:
+            assert torch.equal(x, y), name
+        else:
+            torch.testing.assert_close(y, x, atol=1e-5, rtol=1e-4, msg=name)
+    torch.testing.assert_close(b.loss, a.loss)
+    a.loss.backward()
+    b.loss.backward()
+    for (name, p), q in zip(trl_model.named_parameters(), ours.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_large_logits_keep_trls_kernel_and_plain_calls_pass_through():
+    trl_model, _ = _models()
+    big = copy.deepcopy(trl_model)
+    plain_lm_head(big, outputs=FIELDS, max_logits_bytes=0)
+    ids = torch.randint(1, 80, (2, 6))
+    torch.testing.assert_close(big(input_ids=ids, labels=ids, fused_lm_head=True).log_probs,
+                               trl_model(input_ids=ids, labels=ids, fused_lm_head=True).log_probs)
+    torch.testing.assert_close(big(input_ids=ids).logits, trl_model(input_ids=ids).logits)
