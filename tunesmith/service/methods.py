@@ -35,6 +35,12 @@ SAFE_REWARD_FUNCTIONS = ("exact_match", "format")
 SUFFIX = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
+def error_body(message: str, type: str = "invalid_request_error", param: str | None = None,
+               code: str | None = None) -> dict:
+    """OpenAI's error shape."""
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
 class RequestError(Exception):
     """A 400 in OpenAI's error shape: the message and the request field (`param`) it is about."""
 
