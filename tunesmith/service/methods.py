@@ -138,7 +138,7 @@ def build_recipe(stage: str, kind: str, *, base: str, data_input: dict, rows: in
         recipe[section] = {"beta": beta}
         origin[f"{section}.beta"] = f"{hp_param}.beta"
     if kind in ("grpo", "rloo"):
-        recipe["rl"] = {"method": kind}
+        recipe["rl"] = {**recipe.get("rl", {}), "method": kind}
     fragment = settings.get("recipe") or {}
     if not isinstance(fragment, dict):
         raise RequestError(f"method.{kind}.recipe must be an object (a tunesmith recipe fragment)",
@@ -150,6 +150,10 @@ def build_recipe(stage: str, kind: str, *, base: str, data_input: dict, rows: in
     except UserError as e:
         found = re.search(r'config key "([^"]+)"', str(e))
         key = found.group(1) if found else None
+        if key:  # pydantic's location may end in the union member it tried ("dpo.loss_type.literal[...]")
+            parts = key.split(".")
+            n = next((i for i, part in enumerate(parts) if not re.fullmatch(r"\w+", part)), len(parts))
+            key = ".".join(parts[:n])
         param = origin.get(key) or (f"method.{kind}.recipe.{key}" if key else f"method.{kind}.recipe")
         text = str(e).removeprefix("request: ")
         raise RequestError(f"{param}: {text}", param) from None
