@@ -22,6 +22,6 @@ def store(tmp_path_factory):
 def service(store, tiny_base):
     broken = store["root"].parent / "broken-model"  # a folder that is no model: its jobs fail
     broken.mkdir(exist_ok=True)
-    proc = ServiceProcess(store["root"], tiny_base, workers=2, extra=["--model", f"broken={broken}"]).start()
+    proc = ServiceProcess(store["root"], tiny_base, workers=2, extra=["--model", f"broken={broken}", "--max-file-mb", "0.05"]).start()
     yield proc
     proc.stop()

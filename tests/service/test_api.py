@@ -79,7 +79,7 @@ def test_dpo_job_with_openai_preference_file(alice, jobs):
     assert r.choices[0].message.role == "assistant"
 
 
-def test_bad_file_names_file_and_line(alice, tmp_path):
+def test_bad_file_names_file_and_line(alice, store, tmp_path):
     rows = chat_rows(3)
     rows[1]["messages"][1]["role"] = "robot"
     with pytest.raises(openai.BadRequestError) as e:
@@ -88,6 +88,11 @@ def test_bad_file_names_file_and_line(alice, tmp_path):
     assert set(err) == {"message", "type", "param", "code"}
     assert err["message"].startswith("bad.jsonl:2:") and "robot" in err["message"] and err["param"] == "file"
     assert "bad.jsonl" not in [f.filename for f in alice.files.list().data]
+    big = write_jsonl(tmp_path / "big.jsonl", chat_rows(600))  # over the service's --max-file-mb 0.05
+    with pytest.raises(openai.APIStatusError) as e:
+        alice.files.create(file=big.open("rb"), purpose="fine-tune")
+    assert e.value.status_code == 413 and e.value.body["code"] == "file_too_large"
+    assert not list((store["root"] / "files").glob(".file-*"))  # the partial upload is removed
 
 
 def test_bad_hyperparameters_name_the_field(alice, chat_file):
@@ -172,6 +177,16 @@ def test_another_key_sees_nothing(alice, bob, chat_file, sft_job):
     assert job.fine_tuned_model not in [m.id for m in bob.models.list().data]
     with pytest.raises(openai.AuthenticationError):
         client(bob.base_url, "ts-not-a-key").fine_tuning.jobs.list()
+
+
+def test_no_key_in_logs_or_database(store, jobs, alice):
+    """Keys are stored as hashes and never written to a log (the service's, a job's)."""
+    wait_for(alice, jobs["sft"].id)
+    root = store["root"]
+    texts = [p.read_bytes() for p in [*root.glob("service-*.log"), *root.glob("jobs/*/log.txt"),
+                                      *root.glob("jobs/*/*.json"), *root.glob("jobs/*/recipe.yaml"),
+                                      *root.glob("service.db*")]]
+    assert texts and not any(store[k].encode() in t for k in ("alice", "bob") for t in texts)
 
 
 def test_failed_job_reports_last_error_line(alice, jobs):

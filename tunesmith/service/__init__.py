@@ -7,7 +7,7 @@
     scheduler.py  the workers: FIFO with per-key limits, cancel, failure, restart recovery
     executors.py  where a job's process runs: local processes, or Ray tasks
     runner.py     a job's process: the tunesmith CLI stage, its lock, pid and exit record
-    models.py     chat with the bases and the fine-tuned `ft:` models (tunesmith.serve's engine)
+    models.py     chat with the bases and the fine-tuned `ft:` models (tunesmith.serve's engine and app)
     app.py        the HTTP routes (FastAPI)
     service.py    putting it together: `open_service`, `run_service`
 """

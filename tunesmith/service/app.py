@@ -25,16 +25,10 @@ from typing import Any
 from fastapi import Request
 
 from .files import TooLarge, check_file, receive_upload
-from .methods import STAGE_KINDS, RequestError, build_recipe, check_suffix, stage_of
+from .methods import STAGE_KINDS, RequestError, build_recipe, check_suffix, error_body, stage_of
+from .models import CompletionRouter
 from .schema import Job, StoredFile
 from .store import Store, new_id
-
-COMPLETION_PATHS = ("/v1/chat/completions", "/v1/completions")
-
-
-def error_body(message: str, type: str = "invalid_request_error", param: str | None = None,
-               code: str | None = None) -> dict:
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
 def file_object(f: StoredFile) -> dict:
@@ -382,58 +376,3 @@ def new_job(service: Service, owner: str, body: dict) -> Job:
                              hyperparameters=given, recipe=recipe, resources=dict(service.resources),
                              status="queued", created_at=int(time.time()), cancel_requested=False, attempts=0,
                              resume=False))
-
-
-class CompletionRouter:
-    """ASGI wrapper: chat and completion requests go to the engine app of the model they name (after
-    the key check and the model's ownership check); everything else to the service app."""
-
-    def __init__(self, app: Any, service: Service):
-        self.app, self.service = app, service
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] not in COMPLETION_PATHS or scope["method"] != "POST":
-            return await self.app(scope, receive, send)
-        from starlette.responses import JSONResponse
-
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        try:
-            target = await self._engine_app(headers.get("authorization"), body)
-        except RequestError as e:
-            return await JSONResponse(error_body(str(e), e.type, e.param, e.code), e.status)(scope, receive, send)
-        sent = False
-
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await target(scope, replay, send)
-
-    async def _engine_app(self, authorization: str | None, body: bytes):
-        service = self.service
-        key = await asyncio.to_thread(service.owner, authorization)
-        if key is None:
-            raise RequestError("Incorrect API key provided." if authorization else "No API key provided.",
-                               code="invalid_api_key", status=401)
-        try:
-            model = json.loads(body).get("model")
-        except (ValueError, AttributeError):
-            raise RequestError("the request body is not a valid JSON object") from None
-        job = None
-        if model not in service.bases:
-            job = await asyncio.to_thread(service.store.job_by_model, key.id, model) if isinstance(model, str) else None
-            if job is None:
-                raise RequestError(f"The model {model!r} does not exist", "model", code="model_not_found", status=404)
-        try:
-            engine = await asyncio.to_thread(service.pool.engine_for, model, job)
-        except Exception as e:  # noqa: BLE001 - a model that cannot be served (e.g. a reward model)
-            raise RequestError(f"model {model!r} cannot be served: {e}", "model", code="model_not_servable") from None
-        return service.pool.app_for(engine)

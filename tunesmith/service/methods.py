@@ -35,6 +35,12 @@ SAFE_REWARD_FUNCTIONS = ("exact_match", "format")
 SUFFIX = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
+def error_body(message: str, type: str = "invalid_request_error", param: str | None = None,
+               code: str | None = None) -> dict:
+    """OpenAI's error shape."""
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
 class RequestError(Exception):
     """A 400 in OpenAI's error shape: the message and the request field (`param`) it is about."""
 
@@ -132,7 +138,7 @@ def build_recipe(stage: str, kind: str, *, base: str, data_input: dict, rows: in
         recipe[section] = {"beta": beta}
         origin[f"{section}.beta"] = f"{hp_param}.beta"
     if kind in ("grpo", "rloo"):
-        recipe["rl"] = {"method": kind}
+        recipe["rl"] = {**recipe.get("rl", {}), "method": kind}
     fragment = settings.get("recipe") or {}
     if not isinstance(fragment, dict):
         raise RequestError(f"method.{kind}.recipe must be an object (a tunesmith recipe fragment)",
@@ -144,6 +150,10 @@ def build_recipe(stage: str, kind: str, *, base: str, data_input: dict, rows: in
     except UserError as e:
         found = re.search(r'config key "([^"]+)"', str(e))
         key = found.group(1) if found else None
+        if key:  # pydantic's location may end in the union member it tried ("dpo.loss_type.literal[...]")
+            parts = key.split(".")
+            n = next((i for i, part in enumerate(parts) if not re.fullmatch(r"\w+", part)), len(parts))
+            key = ".".join(parts[:n])
         param = origin.get(key) or (f"method.{kind}.recipe.{key}" if key else f"method.{kind}.recipe")
         text = str(e).removeprefix("request: ")
         raise RequestError(f"{param}: {text}", param) from None

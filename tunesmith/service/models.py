@@ -2,12 +2,19 @@
 succeeded job's `ft:...` model, served by `tunesmith.serve`'s engine. One engine per base (loaded
 on first use); a job's adapter is registered on its base's engine under the job's model name
 (`Engine.add_adapter`); a fully fine-tuned model gets an engine of its own. Requests reach the
-engine's own OpenAI app (`tunesmith.serve.create_app`), so chat behaves as `tunesmith serve` does."""
+engine's own OpenAI app (`tunesmith.serve.create_app`), so chat behaves as `tunesmith serve` does:
+`CompletionRouter` checks the key and that the model is the key's, then hands the request on."""
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 from pathlib import Path
 from typing import Any
+
+from .methods import RequestError, error_body
+
+COMPLETION_PATHS = ("/v1/chat/completions", "/v1/completions")
 
 
 class ModelPool:
@@ -70,3 +77,58 @@ class ModelPool:
                 engine.stop()
             self.engines.clear()
             self.apps.clear()
+
+
+class CompletionRouter:
+    """ASGI wrapper: chat and completion requests go to the engine app of the model they name (after
+    the key check and the model's ownership check); everything else to the service app."""
+
+    def __init__(self, app: Any, service: Any):
+        self.app, self.service = app, service
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] not in COMPLETION_PATHS or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        from starlette.responses import JSONResponse
+
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            target = await self._engine_app(headers.get("authorization"), body)
+        except RequestError as e:
+            return await JSONResponse(error_body(str(e), e.type, e.param, e.code), e.status)(scope, receive, send)
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await target(scope, replay, send)
+
+    async def _engine_app(self, authorization: str | None, body: bytes):
+        service = self.service
+        key = await asyncio.to_thread(service.owner, authorization)
+        if key is None:
+            raise RequestError("Incorrect API key provided." if authorization else "No API key provided.",
+                               code="invalid_api_key", status=401)
+        try:
+            model = json.loads(body).get("model")
+        except (ValueError, AttributeError):
+            raise RequestError("the request body is not a valid JSON object") from None
+        job = None
+        if model not in service.bases:
+            job = await asyncio.to_thread(service.store.job_by_model, key.id, model) if isinstance(model, str) else None
+            if job is None:
+                raise RequestError(f"The model {model!r} does not exist", "model", code="model_not_found", status=404)
+        try:
+            engine = await asyncio.to_thread(service.pool.engine_for, model, job)
+        except Exception as e:  # noqa: BLE001 - a model that cannot be served (e.g. a reward model)
+            raise RequestError(f"model {model!r} cannot be served: {e}", "model", code="model_not_servable") from None
+        return service.pool.app_for(engine)
