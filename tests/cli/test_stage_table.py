@@ -19,7 +19,7 @@ from tunesmith.pipeline import wire_model
 from tunesmith.recipes import STARTERS
 from tunesmith.stages import STAGES, api_name, load
 
-TOOLS = {"eval", "plan", "merge", "report", "push", "data", "init", "run", "demo", "serve", "chat"}
+TOOLS = {"eval", "plan", "merge", "report", "push", "data", "init", "run", "demo", "serve", "chat", "service"}
 
 
 def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
