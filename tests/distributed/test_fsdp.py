@@ -163,6 +163,9 @@ def test_accelerate_still_keeps_cpu_runs_out_of_fsdp():
 
 
 def test_evaluate_before_train_under_fsdp2_still_prepares_the_model_alone():
+    """transformers evaluates an unprepared FSDP model through `accelerator.prepare(model)`, which
+    accelerate refuses under FSDP2 (compat.fsdp2_evaluate_unsharded; exercised end to end by the
+    initial evaluation of test_pretrain_fsdp_matches_one_process)."""
     import inspect
 
     from accelerate import Accelerator
