@@ -14,8 +14,10 @@ Trainer's accelerator; checkpoints are FSDP shards (torch.distributed.checkpoint
 both processes) carrying the completion marker; resuming them continues to the same weights,
 also on another process count (4, resharded by torch.distributed.checkpoint), and is refused in
 one line without FSDP; run/model is a consolidated save_pretrained folder (or PEFT adapter) that
-stock transformers/peft load; QLoRA under FSDP is refused on CPU in one line by every process and
-leaves no run folder; the compat workarounds still match the libraries they work around.
+stock transformers/peft load; QLoRA under FSDP is refused on CPU in one line (the check every
+process runs before training, called here in-process); the compat workarounds still match the
+libraries they work around. The 1-process SFT runs are the session's (conftest.sft_single), shared
+with test_ddp_alignment.py.
 """
 import json
 import os
@@ -26,8 +28,8 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from distributed._pretrain import assert_close, launch, pretrain_args, weights
-from helpers import REPO, assert_user_error, launch_cli
+from distributed._pretrain import assert_close, launch, pretrain_args, sft_args, weights
+from helpers import REPO, assert_user_error
 
 pytestmark = pytest.mark.slow
 FSDP = "fsdp_full_shard"
@@ -84,27 +86,10 @@ def test_sharded_resume_across_process_counts(corpus, single, tmp_path):
     assert _distributed(run)["processes"] == 4
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    from alignment._sft_fixtures import pretrained
-
-    return pretrained("tiny", tmp_path_factory.getbasetemp())
-
-
-def _sft(base, run, method):
-    return ["sft", "--model.path", str(base), "--tasks.names", "[upper, add]", "--tasks.train_rows", "32",
-            "--tasks.eval_rows", "4", "--train.max_steps", "4", "--train.batch_size", "8", "--train.lr", "1e-2",
-            "--train.dtype", "fp32", "--train.warmup_steps", "0", "--train.schedule", "constant",
-            "--train.logging_steps", "1", "--train.save_steps", "2", "--train.eval_steps", "1000",
-            "--run.dir", str(run), "--quiet", "--adapter.method", method, "--adapter.dropout", "0",
-            "--sft.max_length", "64"]
-
-
 @pytest.mark.parametrize("method", ["lora", "full"])
-def test_sft_fsdp_matches_one_process(base, tmp_path, method):
-    one, two = tmp_path / "one", tmp_path / "two"
-    launch_cli(_sft(base, one, method), 1)
-    launch(_sft(base, two, method), 2, FSDP)
+def test_sft_fsdp_matches_one_process(sft_base, sft_single, tmp_path, method):
+    one, two = sft_single(method), tmp_path / "two"
+    launch(sft_args(sft_base, two, method), 2, FSDP)
     name = "adapter_model" if method == "lora" else "model"
     a, b = (load_file(r / "model" / f"{name}.safetensors") for r in (one, two))
     assert a.keys() == b.keys() and a
@@ -114,7 +99,7 @@ def test_sft_fsdp_matches_one_process(base, tmp_path, method):
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
 
-        peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), two / "model")
+        peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(sft_base), two / "model")
         assert any("trainable_tokens" in n for n, _ in peft_model.named_parameters())
     else:
         from transformers import AutoModelForCausalLM
