@@ -40,15 +40,38 @@ def _distributed(run):
     return json.loads((run / "environment.json").read_text())["distributed"]
 
 
-def test_pretrain_fsdp_matches_one_process(corpus, single, tmp_path):
-    run = tmp_path / "run"
-    proc = launch(pretrain_args(corpus, run), 2, FSDP)
+@pytest.fixture(scope="module")
+def fsdp_run(corpus, tmp_path_factory):
+    """8 pretraining steps by plain `accelerate launch` of the shipped FSDP config as tunesmith
+    fits it to this machine (2 CPU processes); its stdout."""
+    from tunesmith.cli.launch import resolved_config
+
+    run = tmp_path_factory.mktemp("fsdp") / "run"
+    fitted, n, kind = resolved_config(FSDP, 2)
+    assert (n, kind) == (2, "FSDP")
+    cfg = yaml.safe_load(fitted.read_text())
+    assert (cfg["use_cpu"], cfg["mixed_precision"]) == (True, "no")
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(fitted),
+                           "-m", "tunesmith.cli", *pretrain_args(corpus, run)],
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run, proc.stdout
+
+
+def _env():
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def test_pretrain_fsdp_matches_one_process(fsdp_run, single):
+    run, stdout = fsdp_run
     assert_close(weights(run), weights(single))
-    assert proc.stdout.count("run: ") == 1
+    assert stdout.count("run: ") == 1
     assert _distributed(run) == {
         "type": "FSDP", "processes": 2, "nodes": 1, "backend": "gloo", "timeout_s": 1800.0,
         "sharding": {"version": 2, "read_from": "accelerator", "reshard_after_forward": True,
                      "strategy": "FULL_SHARD", "state_dict_type": "SHARDED_STATE_DICT", "offload_params": False}}
+    assert "| distributed | FSDP, 2 processes on 1 node, gloo; sharding: version 2, read from accelerator" in \
+        (run / "report.md").read_text()
     for step in (4, 8):
         ckpt = run / "checkpoints" / f"checkpoint-{step}"
         assert (ckpt / "CHECKPOINT_COMPLETE").is_file()
@@ -61,25 +84,18 @@ def test_pretrain_fsdp_matches_one_process(corpus, single, tmp_path):
         "metrics"]["parameters"]
 
 
-def test_sharded_resume_across_process_counts(corpus, single, tmp_path):
-    """4 steps by plain `accelerate launch` of the config fitted to 2 CPU processes, then --resume
-    on 4 processes through tunesmith: the weights of 8 uninterrupted steps on 1 process. Resuming
-    the FSDP checkpoint in one process is refused in one line."""
-    from tunesmith.cli.launch import resolved_config
+def test_sharded_resume_across_process_counts(fsdp_run, corpus, single, tmp_path):
+    """The FSDP run cut back to its step-4 checkpoint, resumed with --resume on 4 processes through
+    tunesmith: the weights of 8 uninterrupted steps on 1 process. Resuming the FSDP checkpoint in
+    one process is refused in one line."""
+    import shutil
 
     run = tmp_path / "run"
-    fitted, n, kind = resolved_config(FSDP, 2)
-    assert (n, kind) == (2, "FSDP")
-    cfg = yaml.safe_load(fitted.read_text())
-    assert (cfg["use_cpu"], cfg["mixed_precision"]) == (True, "no")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    first = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(fitted),
-                            "-m", "tunesmith.cli", *pretrain_args(corpus, run, 4)],
-                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert _distributed(run)["type"] == "FSDP"
+    shutil.copytree(fsdp_run[0], run)
+    shutil.rmtree(run / "checkpoints" / "checkpoint-8")
+    shutil.rmtree(run / "model")
     refused = subprocess.run([sys.executable, "-m", "tunesmith.cli", *pretrain_args(corpus, run, 8, ["--resume"])],
-                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                             cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert_user_error(refused, "checkpoint-4", "FSDP shards", "fsdp_full_shard")
     launch(pretrain_args(corpus, run, 8, ["--resume"]), 4, FSDP)
     assert_close(weights(run), weights(single))
