@@ -16,7 +16,7 @@ that fails when the library changes under it (then the workaround is revisited, 
 | `DPO_LOSS_TYPES` | trl 1.16 | the DPO loss names TRL accepts, for tunesmith's typed config |
 | `trl_experimental` | trl 1.16 | ORPO, CPO (SimPO), GKD and the ChatML collator live under `trl.experimental` |
 | `fsdp_on_cpu` | accelerate 1.15 | `AcceleratorState` turns only GPU-like multi-process runs into FSDP; a CPU run launched with an FSDP config stays MULTI_CPU and silently trains DDP (test: tests/distributed/test_fsdp.py) |
-| `evaluate_unsharded` | transformers 5.24, accelerate 1.15 | an `evaluate()` before `train()` under FSDP2 prepares the model without its optimizer, which accelerate refuses (test: tests/distributed/test_fsdp.py) |
+| `fsdp2_evaluate_unsharded` | transformers 5.24, accelerate 1.15 | an `evaluate()` before `train()` (or after reloading a finished checkpoint) under FSDP2 prepares the model without its optimizer, which accelerate refuses (test: tests/distributed/test_fsdp.py) |
 | `unshard_fsdp2` | torch 2.13 | FSDP2 (`fully_shard`) has no inverse: after training, every stage's save (`save_pretrained`, PEFT) needs the whole model, not DTensor shards (test: tests/distributed/test_fsdp.py) |
 | `fsdp2_sees_tied_tokens` | accelerate 1.15, peft 0.21.2 | FSDP2 preparation looks for tied embeddings through `get_input/output_embeddings`; peft's trainable-token wrappers hide the tie and sharding fails (test: tests/distributed/test_fsdp.py) |
 | `process_group_timeout` | torch 2.13 | the collective timeout a process group was created with is readable only through private attributes (test: tests/distributed/test_how_it_ran.py, test_fsdp.py: environment.json's `timeout_s`) |
@@ -24,11 +24,10 @@ that fails when the library changes under it (then the workaround is revisited, 
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import logging
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # `import tunesmith` loads this module and must not import torch
     from torch import nn
@@ -316,25 +315,37 @@ def fsdp_on_cpu() -> bool:
     return True
 
 
-# --- evaluate() before train() under FSDP2 (transformers 5.24, accelerate 1.15) ------------------
+# --- evaluate() of a model FSDP2 has not sharded (transformers 5.24, accelerate 1.15) -------------
 # transformers/trainer.py `evaluation_loop`: with no model prepared yet and `self.is_fsdp_enabled`,
 #   model = self.accelerator.prepare(model)
 # accelerate/accelerator.py `prepare`: under FSDP2 "a model and optimizer must be passed together"
-# (ValueError). Before training every process holds the whole, unsharded model, so the evaluation
-# runs on it as a DDP run's does (`prepare_model(model, evaluation_mode=True)`: no wrapping; FSDP
-# turns device placement off); `unprepare_after_evaluate` then leaves it for `train()` to shard.
+# (ValueError). That happens for the evaluation before training and after a resume that only
+# reloads a finished checkpoint (core/training.py). Before training every process holds the whole,
+# unsharded model, so the evaluation runs on it as a DDP run's does; `train()` later shards it
+# with its optimizer (an evaluation before it leaves nothing prepared: `unprepare_after_evaluate`).
 
-@contextlib.contextmanager
-def evaluate_unsharded(trainer) -> Iterator[None]:
-    """Around a `trainer.evaluate()` before `train()`: an FSDP trainer evaluates its unsharded model."""
-    skip = bool(getattr(trainer, "is_fsdp_enabled", False)) and not trainer.accelerator._models
-    if skip:
-        trainer.is_fsdp_enabled = False
-    try:
-        yield
-    finally:
-        if skip:
-            trainer.is_fsdp_enabled = True
+def fsdp2_evaluate_unsharded() -> bool:
+    """Let `Accelerator.prepare(model)` of a lone, not yet sharded model under FSDP2 return it
+    (on the accelerator's device) instead of raising. Idempotent; returns whether installed."""
+    from accelerate import Accelerator
+
+    original = Accelerator.prepare
+    if getattr(original, "_tunesmith_unsharded", False):
+        return True
+
+    @functools.wraps(original)
+    def prepare(self, *args, device_placement=None):
+        from torch import nn
+        from torch.distributed.fsdp import FSDPModule
+
+        if (len(args) == 1 and isinstance(args[0], nn.Module) and self.is_fsdp2
+                and not isinstance(args[0], FSDPModule) and not getattr(args[0], "_is_accelerate_prepared", False)):
+            return args[0].to(self.device)
+        return original(self, *args, device_placement=device_placement)
+
+    prepare._tunesmith_unsharded = True
+    Accelerator.prepare = prepare
+    return True
 
 
 # --- FSDP2 undone after training (torch 2.13) ---------------------------------------------------

@@ -45,3 +45,14 @@ def launch(args, procs: int, config: str, check: bool = True):
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert not check or proc.returncode == 0, proc.stderr[-3000:]
     return proc
+
+
+def sft_args(base, run_dir, method: str) -> list[str]:
+    """The tiny SFT run (4 steps, global batch 8, lr 1e-2) the DDP and FSDP tests launch on 1 and 2
+    processes; `method` is adapter.method (LoRA dropout 0: see test_ddp_alignment.py)."""
+    return ["sft", "--model.path", str(base), "--tasks.names", "[upper, add]", "--tasks.train_rows", "32",
+            "--tasks.eval_rows", "4", "--train.max_steps", "4", "--train.batch_size", "8", "--train.lr", "1e-2",
+            "--train.dtype", "fp32", "--train.warmup_steps", "0", "--train.schedule", "constant",
+            "--train.logging_steps", "1", "--train.save_steps", "2", "--train.eval_steps", "1000",
+            "--run.dir", str(run_dir), "--quiet", "--adapter.method", method, "--adapter.dropout", "0",
+            "--sft.max_length", "64"]

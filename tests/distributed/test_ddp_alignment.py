@@ -60,9 +60,12 @@ def base(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("stage, launcher", [("sft", "torchrun"), ("dpo", "accelerate")])
-def test_two_processes_match_one_and_only_one_writes(base, tmp_path, stage, launcher):
+def test_two_processes_match_one_and_only_one_writes(base, sft_single, tmp_path, stage, launcher):
     one, two = tmp_path / "one", tmp_path / "two"
-    launch_cli(_args(stage, base, one), 1)
+    if stage == "sft":  # the session's 1-process LoRA run (the same flags: distributed._pretrain.sft_args)
+        one = sft_single("lora")
+    else:
+        launch_cli(_args(stage, base, one), 1)
     proc = launch_cli(_args(stage, base, two), 2, launcher)
     assert _worst_diff(one, two, STAGES[stage][1]) <= TOL
     assert proc.stdout.count("run: ") == 1                       # the summary is printed once

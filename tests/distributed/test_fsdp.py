@@ -14,8 +14,10 @@ Trainer's accelerator; checkpoints are FSDP shards (torch.distributed.checkpoint
 both processes) carrying the completion marker; resuming them continues to the same weights,
 also on another process count (4, resharded by torch.distributed.checkpoint), and is refused in
 one line without FSDP; run/model is a consolidated save_pretrained folder (or PEFT adapter) that
-stock transformers/peft load; QLoRA under FSDP is refused on CPU in one line by every process and
-leaves no run folder; the compat workarounds still match the libraries they work around.
+stock transformers/peft load; QLoRA under FSDP is refused on CPU in one line (the check every
+process runs before training, called here in-process); the compat workarounds still match the
+libraries they work around. The 1-process SFT runs are the session's (conftest.sft_single), shared
+with test_ddp_alignment.py.
 """
 import json
 import os
@@ -26,8 +28,8 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from distributed._pretrain import assert_close, launch, pretrain_args, weights
-from helpers import REPO, assert_user_error, launch_cli
+from distributed._pretrain import assert_close, launch, pretrain_args, sft_args, weights
+from helpers import REPO, assert_user_error
 
 pytestmark = pytest.mark.slow
 FSDP = "fsdp_full_shard"
@@ -38,15 +40,38 @@ def _distributed(run):
     return json.loads((run / "environment.json").read_text())["distributed"]
 
 
-def test_pretrain_fsdp_matches_one_process(corpus, single, tmp_path):
-    run = tmp_path / "run"
-    proc = launch(pretrain_args(corpus, run), 2, FSDP)
+@pytest.fixture(scope="module")
+def fsdp_run(corpus, tmp_path_factory):
+    """8 pretraining steps by plain `accelerate launch` of the shipped FSDP config as tunesmith
+    fits it to this machine (2 CPU processes); its stdout."""
+    from tunesmith.cli.launch import resolved_config
+
+    run = tmp_path_factory.mktemp("fsdp") / "run"
+    fitted, n, kind = resolved_config(FSDP, 2)
+    assert (n, kind) == (2, "FSDP")
+    cfg = yaml.safe_load(fitted.read_text())
+    assert (cfg["use_cpu"], cfg["mixed_precision"]) == (True, "no")
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(fitted),
+                           "-m", "tunesmith.cli", *pretrain_args(corpus, run)],
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run, proc.stdout
+
+
+def _env():
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def test_pretrain_fsdp_matches_one_process(fsdp_run, single):
+    run, stdout = fsdp_run
     assert_close(weights(run), weights(single))
-    assert proc.stdout.count("run: ") == 1
+    assert stdout.count("run: ") == 1
     assert _distributed(run) == {
         "type": "FSDP", "processes": 2, "nodes": 1, "backend": "gloo", "timeout_s": 1800.0,
         "sharding": {"version": 2, "read_from": "accelerator", "reshard_after_forward": True,
                      "strategy": "FULL_SHARD", "state_dict_type": "SHARDED_STATE_DICT", "offload_params": False}}
+    assert "| distributed | FSDP, 2 processes on 1 node, gloo; sharding: version 2, read from accelerator" in \
+        (run / "report.md").read_text()
     for step in (4, 8):
         ckpt = run / "checkpoints" / f"checkpoint-{step}"
         assert (ckpt / "CHECKPOINT_COMPLETE").is_file()
@@ -59,52 +84,28 @@ def test_pretrain_fsdp_matches_one_process(corpus, single, tmp_path):
         "metrics"]["parameters"]
 
 
-def test_sharded_resume_across_process_counts(corpus, single, tmp_path):
-    """4 steps by plain `accelerate launch` of the config fitted to 2 CPU processes, then --resume
-    on 4 processes through tunesmith: the weights of 8 uninterrupted steps on 1 process. Resuming
-    the FSDP checkpoint in one process is refused in one line."""
-    from tunesmith.cli.launch import resolved_config
+def test_sharded_resume_across_process_counts(fsdp_run, corpus, single, tmp_path):
+    """The FSDP run cut back to its step-4 checkpoint, resumed with --resume on 4 processes through
+    tunesmith: the weights of 8 uninterrupted steps on 1 process. Resuming the FSDP checkpoint in
+    one process is refused in one line."""
+    import shutil
 
     run = tmp_path / "run"
-    fitted, n, kind = resolved_config(FSDP, 2)
-    assert (n, kind) == (2, "FSDP")
-    cfg = yaml.safe_load(fitted.read_text())
-    assert (cfg["use_cpu"], cfg["mixed_precision"]) == (True, "no")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    first = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(fitted),
-                            "-m", "tunesmith.cli", *pretrain_args(corpus, run, 4)],
-                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert _distributed(run)["type"] == "FSDP"
+    shutil.copytree(fsdp_run[0], run)
+    shutil.rmtree(run / "checkpoints" / "checkpoint-8")
+    shutil.rmtree(run / "model")
     refused = subprocess.run([sys.executable, "-m", "tunesmith.cli", *pretrain_args(corpus, run, 8, ["--resume"])],
-                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                             cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert_user_error(refused, "checkpoint-4", "FSDP shards", "fsdp_full_shard")
     launch(pretrain_args(corpus, run, 8, ["--resume"]), 4, FSDP)
     assert_close(weights(run), weights(single))
     assert _distributed(run)["processes"] == 4
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    from alignment._sft_fixtures import pretrained
-
-    return pretrained("tiny", tmp_path_factory.getbasetemp())
-
-
-def _sft(base, run, method):
-    return ["sft", "--model.path", str(base), "--tasks.names", "[upper, add]", "--tasks.train_rows", "32",
-            "--tasks.eval_rows", "4", "--train.max_steps", "4", "--train.batch_size", "8", "--train.lr", "1e-2",
-            "--train.dtype", "fp32", "--train.warmup_steps", "0", "--train.schedule", "constant",
-            "--train.logging_steps", "1", "--train.save_steps", "2", "--train.eval_steps", "1000",
-            "--run.dir", str(run), "--quiet", "--adapter.method", method, "--adapter.dropout", "0",
-            "--sft.max_length", "64"]
-
-
 @pytest.mark.parametrize("method", ["lora", "full"])
-def test_sft_fsdp_matches_one_process(base, tmp_path, method):
-    one, two = tmp_path / "one", tmp_path / "two"
-    launch_cli(_sft(base, one, method), 1)
-    launch(_sft(base, two, method), 2, FSDP)
+def test_sft_fsdp_matches_one_process(sft_base, sft_single, tmp_path, method):
+    one, two = sft_single(method), tmp_path / "two"
+    launch(sft_args(sft_base, two, method), 2, FSDP)
     name = "adapter_model" if method == "lora" else "model"
     a, b = (load_file(r / "model" / f"{name}.safetensors") for r in (one, two))
     assert a.keys() == b.keys() and a
@@ -114,7 +115,7 @@ def test_sft_fsdp_matches_one_process(base, tmp_path, method):
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
 
-        peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), two / "model")
+        peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(sft_base), two / "model")
         assert any("trainable_tokens" in n for n, _ in peft_model.named_parameters())
     else:
         from transformers import AutoModelForCausalLM
@@ -163,6 +164,9 @@ def test_accelerate_still_keeps_cpu_runs_out_of_fsdp():
 
 
 def test_evaluate_before_train_under_fsdp2_still_prepares_the_model_alone():
+    """transformers evaluates an unprepared FSDP model through `accelerator.prepare(model)`, which
+    accelerate refuses under FSDP2 (compat.fsdp2_evaluate_unsharded; exercised end to end by the
+    initial evaluation of test_pretrain_fsdp_matches_one_process)."""
     import inspect
 
     from accelerate import Accelerator

@@ -8,8 +8,10 @@ filesystem would be.
 - Only node 0 writes the run directory: node 1's copy of the path holds nothing but the RNG state
   transformers' Trainer saves per process (checkpoints/checkpoint-N/rng_state_1.pth).
 - A node that dies ends the other at its next collective (gloo: "Connection reset by peer"),
-  exit code non-zero, within seconds; a node that freezes (SIGSTOP: its connections stay open)
-  ends the other after the stated collective timeout (TUNESMITH_DIST_TIMEOUT, here 10 s).
+  exit code non-zero, within seconds (the stated collective timeout, TUNESMITH_DIST_TIMEOUT, is
+  set to 10 s here but not needed: a dead peer's connections close). A node that freezes
+  (SIGSTOP: its connections stay open) ends the other after that timeout: checked by hand (node 0
+  exited after the 10 s timeout), not in the suite, to keep its time down.
 """
 import json
 import os
@@ -26,7 +28,7 @@ from distributed._pretrain import assert_close, pretrain_args, weights
 from helpers import REPO
 
 pytestmark = pytest.mark.slow
-TIMEOUT_S = 10  # TUNESMITH_DIST_TIMEOUT for the frozen-node test
+TIMEOUT_S = 10  # TUNESMITH_DIST_TIMEOUT
 
 
 def _port() -> int:
@@ -88,8 +90,7 @@ def test_two_nodes_match_one_process_and_only_node0_writes(corpus, single, tmp_p
     assert written == ["run/checkpoints/checkpoint-4/rng_state_1.pth", "run/checkpoints/checkpoint-8/rng_state_1.pth"]
 
 
-@pytest.mark.parametrize("how", ["killed", "frozen"])
-def test_a_lost_node_ends_the_other(corpus, tmp_path, how):
+def test_a_killed_node_ends_the_other(corpus, tmp_path):
     port, args = _port(), pretrain_args(corpus, Path("run"), 100_000)
     env = {"TUNESMITH_DIST_TIMEOUT": str(TIMEOUT_S)}
     one = _node(1, tmp_path / "node1", port, args, env)
@@ -103,11 +104,7 @@ def test_a_lost_node_ends_the_other(corpus, tmp_path, how):
         workers = _children(one.pid)
         assert workers
         t0 = time.monotonic()
-        if how == "killed":
-            _stop(one)
-        else:
-            for w in workers:
-                os.kill(w, signal.SIGSTOP)
+        _stop(one)
         _, err = zero.communicate(timeout=TIMEOUT_S + 120)
         took = time.monotonic() - t0
     finally:
@@ -115,10 +112,5 @@ def test_a_lost_node_ends_the_other(corpus, tmp_path, how):
             if p.poll() is None:
                 _stop(p)
     assert zero.returncode != 0
-    if how == "killed":
-        assert "Connection reset by peer" in err or "Connection closed by peer" in err, err[-2000:]
-        assert took < 60, took
-    else:  # gloo names the wait that ran out ("Timed out waiting ...ms for recv operation"), or the
-        # rendezvous store's own timeout; either way no earlier than the stated timeout, and no hang
-        assert "imed out" in err or "imeout" in err, err[-2000:]
-        assert TIMEOUT_S - 1 <= took < TIMEOUT_S + 90, took
+    assert "Connection reset by peer" in err or "Connection closed by peer" in err, err[-2000:]
+    assert took < 60, took

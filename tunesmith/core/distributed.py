@@ -142,7 +142,7 @@ def _check_stage(config, checkpoints: Path | None) -> None:
     if world_size() <= 1 or requested_type() != "FSDP":
         return
     adapter = getattr(config, "adapter", None)
-    if adapter is None or getattr(adapter, "method", "full") == "full":
+    if getattr(adapter, "method", "full") == "full" or not hasattr(adapter, "resolved_quantize"):
         return
     import torch
 
@@ -163,9 +163,10 @@ def main_process_first() -> Iterator[None]:
     state = _partial_state()
     check_requested_type(state.distributed_type.value)
     if requested_type() == "FSDP":
-        from ..compat import fsdp2_sees_tied_tokens, fsdp_on_cpu
+        from ..compat import fsdp2_evaluate_unsharded, fsdp2_sees_tied_tokens, fsdp_on_cpu
 
         fsdp2_sees_tied_tokens()
+        fsdp2_evaluate_unsharded()
         if state.distributed_type.value == "MULTI_CPU":
             fsdp_on_cpu()
     with state.main_process_first():

@@ -34,10 +34,9 @@ def run_training(trainer, resume_from: str | Path | None = None):
 def evaluate_before_training(trainer) -> dict:
     """`trainer.evaluate()` before `train()`, without breaking distributed training (see
     `compat.unprepare_after_evaluate`)."""
-    from ..compat import evaluate_unsharded, unprepare_after_evaluate
+    from ..compat import unprepare_after_evaluate
 
-    with evaluate_unsharded(trainer):  # FSDP2: the model is sharded by train(), with its optimizer
-        metrics = trainer.evaluate()
+    metrics = trainer.evaluate()
     unprepare_after_evaluate(trainer)
     return metrics
 
