@@ -21,6 +21,7 @@ other jobs share the CPU), and per second of wall time beside it. Ratios are tak
 round, and the median over rounds is printed.
 
     python benchmarks/pretrain_vs_plain.py [--rounds 3] [--steps 40] [--warmup 5]
+    python benchmarks/pretrain_vs_plain.py --small-steps   # 0.2M parameters, 512 tokens a step
     python benchmarks/pretrain_vs_plain.py --tiny          # seconds: tiny model and data
 """
 from __future__ import annotations
@@ -42,6 +43,9 @@ RESULT = "RESULT "
 
 FULL = dict(layers=3, hidden=128, heads=4, intermediate=344, vocab=2048, block=128, batch=16, steps=40,
             warmup=5, documents=4000, rounds=3)
+# small steps (~10 ms): where the loop's own per-step cost shows
+SMALL_STEPS = dict(layers=2, hidden=64, heads=4, intermediate=172, vocab=2048, block=64, batch=8, steps=150,
+                   warmup=10, documents=4000, rounds=3)
 TINY = dict(layers=1, hidden=32, heads=2, intermediate=88, vocab=300, block=32, batch=4, steps=6, warmup=2,
             documents=120, rounds=1)
 LR, LR_WARMUP, WEIGHT_DECAY, CLIP, SEED = 3e-3, 10, 0.1, 1.0, 42
@@ -264,6 +268,8 @@ def machine() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="seconds: a tiny model, corpus and step count")
+    ap.add_argument("--small-steps", action="store_true",
+                    help="2 layers x 64, batch 8 x 64 tokens, 150 steps: a step of ~10 ms, where loop overhead shows")
     ap.add_argument("--rounds", type=int, help="rounds of all sides (alternating order)")
     ap.add_argument("--steps", type=int, help="optimizer steps per side")
     ap.add_argument("--warmup", type=int, help="untimed first steps")
@@ -280,7 +286,7 @@ def main() -> None:
         result = globals()[f"side_{args.side}"](Path(args.work), json.loads(args.settings))
         print(RESULT + json.dumps(result), flush=True)
         return
-    s = dict(TINY if args.tiny else FULL)
+    s = dict(TINY if args.tiny else SMALL_STEPS if args.small_steps else FULL)
     s.update({k: v for k, v in vars(args).items() if k in s and v is not None})
     print(f"machine: {machine()}; torch threads 1 per side; fp32 on every side")
     print(f"shape: {s['layers']} layers x {s['hidden']} hidden, {s['heads']} heads, vocab {s['vocab']}; "
