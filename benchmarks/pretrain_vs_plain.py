@@ -6,9 +6,9 @@ Three sides, each in a fresh subprocess with `torch.set_num_threads(1)`, alterna
 - `tunesmith`: `tunesmith.pretrain(...)` as a user runs it (HF Trainer, its callbacks, metrics.jsonl,
   checkpoints off the timed window), fp32 (`train.dtype: fp32`).
 - `plain`: the same Llama-family model (same shape, init, tokenizer and packed blocks), trained by
-  a hand-written loop: AdamW (torch's default implementation, no-decay groups for biases and norms as
-  the Trainer does), the same warm-up + cosine schedule, gradient clipping at the same norm, the same
-  batch of blocks, `model(input_ids, labels=...).loss`. No Trainer, no callbacks, no logging. fp32.
+  a hand-written loop: AdamW (torch's default implementation, or with `--fused-adamw` the fused one
+  the Trainer uses; no-decay groups for biases and norms as the Trainer does), the same warm-up +
+  cosine schedule, gradient clipping at the same norm, the same batch of blocks, `model(input_ids, labels=...).loss`. No Trainer, no callbacks, no logging. fp32.
 - `nanogpt`: nanoGPT's model (learned positions, LayerNorm, GELU MLP, tied embeddings, causal
   `scaled_dot_product_attention`) with the same layers, width and vocabulary, trained by the same
   plain loop on the same blocks. fp32. It separates the cost of the model code from the loop's.
@@ -145,7 +145,8 @@ def plain_loop(model, batches, s: dict, loss_of) -> dict:
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=LR)
+                             {"params": no_decay, "weight_decay": 0.0}], lr=LR,
+                            **({"fused": True} if s.get("fused_adamw") else {}))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(s["steps"]))
     model.train()
     marks, tokens, losses = [], 0, []
@@ -275,6 +276,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, help="untimed first steps")
     ap.add_argument("--batch", type=int)
     ap.add_argument("--block", type=int)
+    ap.add_argument("--fused-adamw", action="store_true",
+                    help="the plain loops use torch's fused AdamW (the Trainer's default) instead of torch's default")
     ap.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     ap.add_argument("--settings", help=argparse.SUPPRESS)
@@ -288,10 +291,12 @@ def main() -> None:
         return
     s = dict(TINY if args.tiny else SMALL_STEPS if args.small_steps else FULL)
     s.update({k: v for k, v in vars(args).items() if k in s and v is not None})
+    s["fused_adamw"] = args.fused_adamw
     print(f"machine: {machine()}; torch threads 1 per side; fp32 on every side")
     print(f"shape: {s['layers']} layers x {s['hidden']} hidden, {s['heads']} heads, vocab {s['vocab']}; "
           f"batch {s['batch']} x block {s['block']}; {s['steps']} steps, the first {s['warmup']} untimed; "
-          f"{s['rounds']} round(s)", flush=True)
+          f"{s['rounds']} round(s); plain loops' AdamW: {'fused' if s['fused_adamw'] else 'torch default (foreach)'}",
+          flush=True)
     rates: dict[str, list[float]] = {side: [] for side in SIDES}
     ratios: dict[str, list[float]] = {"plain": [], "nanogpt": []}
     windows: dict[str, list[float]] = {side: [] for side in SIDES}
