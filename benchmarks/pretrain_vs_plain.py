@@ -6,9 +6,9 @@ Three sides, each in a fresh subprocess with `torch.set_num_threads(1)`, alterna
 - `tunesmith`: `tunesmith.pretrain(...)` as a user runs it (HF Trainer, its callbacks, metrics.jsonl,
   checkpoints off the timed window), fp32 (`train.dtype: fp32`).
 - `plain`: the same Llama-family model (same shape, init, tokenizer and packed blocks), trained by
-  a hand-written loop: AdamW (torch's default implementation, no-decay groups for biases and norms as
-  the Trainer does), the same warm-up + cosine schedule, gradient clipping at the same norm, the same
-  batch of blocks, `model(input_ids, labels=...).loss`. No Trainer, no callbacks, no logging. fp32.
+  a hand-written loop: AdamW (torch's default implementation, or with `--fused-adamw` the fused one
+  the Trainer uses; no-decay groups for biases and norms as the Trainer does), the same warm-up +
+  cosine schedule, gradient clipping at the same norm, the same batch of blocks, `model(input_ids, labels=...).loss`. No Trainer, no callbacks, no logging. fp32.
 - `nanogpt`: nanoGPT's model (learned positions, LayerNorm, GELU MLP, tied embeddings, causal
   `scaled_dot_product_attention`) with the same layers, width and vocabulary, trained by the same
   plain loop on the same blocks. fp32. It separates the cost of the model code from the loop's.
@@ -21,6 +21,7 @@ other jobs share the CPU), and per second of wall time beside it. Ratios are tak
 round, and the median over rounds is printed.
 
     python benchmarks/pretrain_vs_plain.py [--rounds 3] [--steps 40] [--warmup 5]
+    python benchmarks/pretrain_vs_plain.py --small-steps   # 0.2M parameters, 512 tokens a step
     python benchmarks/pretrain_vs_plain.py --tiny          # seconds: tiny model and data
 """
 from __future__ import annotations
@@ -42,6 +43,9 @@ RESULT = "RESULT "
 
 FULL = dict(layers=3, hidden=128, heads=4, intermediate=344, vocab=2048, block=128, batch=16, steps=40,
             warmup=5, documents=4000, rounds=3)
+# small steps (~10 ms): where the loop's own per-step cost shows
+SMALL_STEPS = dict(layers=2, hidden=64, heads=4, intermediate=172, vocab=2048, block=64, batch=8, steps=150,
+                   warmup=10, documents=4000, rounds=3)
 TINY = dict(layers=1, hidden=32, heads=2, intermediate=88, vocab=300, block=32, batch=4, steps=6, warmup=2,
             documents=120, rounds=1)
 LR, LR_WARMUP, WEIGHT_DECAY, CLIP, SEED = 3e-3, 10, 0.1, 1.0, 42
@@ -141,7 +145,8 @@ def plain_loop(model, batches, s: dict, loss_of) -> dict:
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=LR)
+                             {"params": no_decay, "weight_decay": 0.0}], lr=LR,
+                            **({"fused": True} if s.get("fused_adamw") else {}))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(s["steps"]))
     model.train()
     marks, tokens, losses = [], 0, []
@@ -264,11 +269,15 @@ def machine() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="seconds: a tiny model, corpus and step count")
+    ap.add_argument("--small-steps", action="store_true",
+                    help="2 layers x 64, batch 8 x 64 tokens, 150 steps: a step of ~10 ms, where loop overhead shows")
     ap.add_argument("--rounds", type=int, help="rounds of all sides (alternating order)")
     ap.add_argument("--steps", type=int, help="optimizer steps per side")
     ap.add_argument("--warmup", type=int, help="untimed first steps")
     ap.add_argument("--batch", type=int)
     ap.add_argument("--block", type=int)
+    ap.add_argument("--fused-adamw", action="store_true",
+                    help="the plain loops use torch's fused AdamW (the Trainer's default) instead of torch's default")
     ap.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     ap.add_argument("--settings", help=argparse.SUPPRESS)
@@ -280,12 +289,14 @@ def main() -> None:
         result = globals()[f"side_{args.side}"](Path(args.work), json.loads(args.settings))
         print(RESULT + json.dumps(result), flush=True)
         return
-    s = dict(TINY if args.tiny else FULL)
+    s = dict(TINY if args.tiny else SMALL_STEPS if args.small_steps else FULL)
     s.update({k: v for k, v in vars(args).items() if k in s and v is not None})
+    s["fused_adamw"] = args.fused_adamw
     print(f"machine: {machine()}; torch threads 1 per side; fp32 on every side")
     print(f"shape: {s['layers']} layers x {s['hidden']} hidden, {s['heads']} heads, vocab {s['vocab']}; "
           f"batch {s['batch']} x block {s['block']}; {s['steps']} steps, the first {s['warmup']} untimed; "
-          f"{s['rounds']} round(s)", flush=True)
+          f"{s['rounds']} round(s); plain loops' AdamW: {'fused' if s['fused_adamw'] else 'torch default (foreach)'}",
+          flush=True)
     rates: dict[str, list[float]] = {side: [] for side in SIDES}
     ratios: dict[str, list[float]] = {"plain": [], "nanogpt": []}
     windows: dict[str, list[float]] = {side: [] for side in SIDES}

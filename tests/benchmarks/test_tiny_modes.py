@@ -21,7 +21,7 @@ EXPECTED = {
     "data_pipeline.py": ["check: 1 MB, 2000 rows in", "rows/s, peak RSS"],
     "glue_minilm.py": ["Eval throughput, SST-2 dev (64 rows)", "| sst2 | accuracy |"],
     "newest_releases.py": ["| package | locked | requirement |", "| transformers | ", "nothing resolved"],
-    "pretrain_throughput.py": ["dense matmul 256^3", "nano   next_token  fp32", "nano   multi_token fp32"],
+    "pretrain_throughput.py": ["dense matmul 256^3", "nano   next_token", "nano   multi_token"],  # a dtype >5x slower is skipped
     "pretrain_vs_plain.py": ["| tunesmith |", "| plain |", "| nanogpt |", "tunesmith vs plain loop: ",
                              "fp32 on every side"],
     "serve_throughput.py": ["plain generate loop: ", "      1 ", "      4 "],

@@ -72,7 +72,7 @@ class NonFiniteGuard(TrainerCallback):
 def all_finite(tensors: list) -> bool:
     """Whether every element of `tensors` is finite. One fused norm over all of them first (a
     non-finite element makes it inf/NaN; ~10x cheaper than an `isfinite().all()` per tensor, which
-    cost a small model ~1 % of its step); only when that norm is not finite (or the tensors are
+    cost a 0.7M-parameter model ~2 % of its step on a CPU); only when that norm is not finite (or the tensors are
     sharded DTensors) is each tensor checked element by element, so a norm that merely overflows
     is not mistaken for a non-finite gradient."""
     import torch
