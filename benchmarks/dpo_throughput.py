@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sft_throughput import CORPORA, _hh_messages, cli, finish_side, start_side, tunesmith_side  # noqa: E402
+from sft_throughput import CORPORA, _hh_messages, cli, finish_side, save_inputs, start_side, tunesmith_side  # noqa: E402,E501
 
 SIDES = ("tunesmith", "trl_fp32", "trl_shipped", "trl_best")
 TRL_SIDES = SIDES[1:]
@@ -58,25 +58,10 @@ def pairs(count: int, seed: int = 0) -> list[dict]:
 
 
 def make_inputs(folder: Path, preset: str, rows: int, max_length: int) -> tuple[Path, Path]:
-    import torch
-
-    from tunesmith.data.chat import CHATML_TEMPLATE
-    from tunesmith.pretraining.presets import build_model
-    from tunesmith.pretraining.tokenizer import train_tokenizer
-
     data = pairs(rows)
     texts = [m["content"] for r in data for k in ("prompt", "chosen", "rejected") for m in r[k]
              if isinstance(r[k], list)] or [json.dumps(r) for r in data]
-    tok = train_tokenizer(texts, vocab_size=1024 if preset == "nano" else 4096)
-    tok.chat_template = CHATML_TEMPLATE
-    torch.manual_seed(0)
-    model = build_model("llama", preset, vocab=len(tok), context=max_length, bos_token_id=tok.bos_token_id,
-                        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    model.save_pretrained(folder / "model")
-    tok.save_pretrained(folder / "model")
-    path = folder / "pairs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in data))
-    return folder / "model", path
+    return save_inputs(folder, preset, max_length, texts, data, "pairs.jsonl")
 
 
 def run_side(side: str, model: str, data: str, a: argparse.Namespace, out: str) -> None:

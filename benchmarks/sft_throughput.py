@@ -84,14 +84,21 @@ def chat_rows(count: int, seed: int = 0) -> list[dict]:
 
 def make_inputs(folder: Path, preset: str, rows: int, max_length: int) -> tuple[Path, Path]:
     """A freshly initialised llama of `preset` with a BPE tokenizer trained on the rows, and the rows."""
+    data = chat_rows(rows)
+    return save_inputs(folder, preset, max_length, [m["content"] for r in data for m in r["messages"]], data,
+                       "train.jsonl")
+
+
+def save_inputs(folder: Path, preset: str, max_length: int, texts: list[str], data: list[dict],
+                name: str) -> tuple[Path, Path]:
+    """A BPE tokenizer trained on `texts` (ChatML template) and a freshly initialised llama of
+    `preset` saved to `folder/model`; `data` to `folder/name`."""
     import torch
 
     from tunesmith.data.chat import CHATML_TEMPLATE
     from tunesmith.pretraining.presets import build_model
     from tunesmith.pretraining.tokenizer import train_tokenizer
 
-    data = chat_rows(rows)
-    texts = [m["content"] for r in data for m in r["messages"]]
     tok = train_tokenizer(texts, vocab_size=1024 if preset == "nano" else 4096)
     tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
     tok.chat_template = CHATML_TEMPLATE
@@ -100,7 +107,7 @@ def make_inputs(folder: Path, preset: str, rows: int, max_length: int) -> tuple[
                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     model.save_pretrained(folder / "model")
     tok.save_pretrained(folder / "model")
-    path = folder / "train.jsonl"
+    path = folder / name
     path.write_text("".join(json.dumps(r) + "\n" for r in data))
     return folder / "model", path
 
