@@ -84,14 +84,21 @@ def chat_rows(count: int, seed: int = 0) -> list[dict]:
 
 def make_inputs(folder: Path, preset: str, rows: int, max_length: int) -> tuple[Path, Path]:
     """A freshly initialised llama of `preset` with a BPE tokenizer trained on the rows, and the rows."""
+    data = chat_rows(rows)
+    return save_inputs(folder, preset, max_length, [m["content"] for r in data for m in r["messages"]], data,
+                       "train.jsonl")
+
+
+def save_inputs(folder: Path, preset: str, max_length: int, texts: list[str], data: list[dict],
+                name: str) -> tuple[Path, Path]:
+    """A BPE tokenizer trained on `texts` (ChatML template) and a freshly initialised llama of
+    `preset` saved to `folder/model`; `data` to `folder/name`."""
     import torch
 
     from tunesmith.data.chat import CHATML_TEMPLATE
     from tunesmith.pretraining.presets import build_model
     from tunesmith.pretraining.tokenizer import train_tokenizer
 
-    data = chat_rows(rows)
-    texts = [m["content"] for r in data for m in r["messages"]]
     tok = train_tokenizer(texts, vocab_size=1024 if preset == "nano" else 4096)
     tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
     tok.chat_template = CHATML_TEMPLATE
@@ -100,7 +107,7 @@ def make_inputs(folder: Path, preset: str, rows: int, max_length: int) -> tuple[
                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     model.save_pretrained(folder / "model")
     tok.save_pretrained(folder / "model")
-    path = folder / "train.jsonl"
+    path = folder / name
     path.write_text("".join(json.dumps(r) + "\n" for r in data))
     return folder / "model", path
 
@@ -145,24 +152,13 @@ class Meter:
 
 def run_side(side: str, model: str, data: str, a: argparse.Namespace, out: str) -> None:
     import torch
-    from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(model)
-    meter = Meter(tok.pad_token_id, len(tok))
-    total_steps = a.warmup + a.steps + 1
-    work = Path(out).parent / f"{side}-run"
-    extra: dict = {}
+    tok, meter, total_steps, work = start_side(side, model, a, out)
     if side == "tunesmith":
         from tunesmith.alignment.sft import sft
 
-        r = sft(model={"path": model}, adapter={"method": "full"}, data={"inputs": [{"path": data}]},
-                sft={"max_length": a.max_length},
-                train={"max_steps": total_steps, "batch_size": a.batch, "warmup_steps": 0, "save_steps": 10_000,
-                       "eval_steps": 10_000},
-                run={"dir": str(work), "overwrite": True, "sample_tokens": 0})
-        env = json.loads((r.run_dir / "environment.json").read_text())
-        extra = {"dtype": env.get("dtype"), "batching": env.get("batching", {}).get("choice"),
-                 "train_seconds": r.metrics["train_seconds"]}
+        extra, env = tunesmith_side(sft, {"sft": {"max_length": a.max_length}}, model, data, a, total_steps, work)
+        extra["batching"] = env.get("batching", {}).get("choice")
     else:
         import trl
         from datasets import load_dataset
@@ -177,60 +173,94 @@ def run_side(side: str, model: str, data: str, a: argparse.Namespace, out: str) 
                              save_strategy="no", **options[side])
         trainer = trl.SFTTrainer(model=m, args=args, train_dataset=ds, processing_class=tok)
         extra = {"dtype": "bf16" if args.bf16 else "fp32", "train_seconds": trainer.train().metrics["train_runtime"]}
+    finish_side(meter, a, out, extra)
+
+
+def tunesmith_side(stage, block: dict, model: str, data: str, a: argparse.Namespace, steps: int,
+                   work: Path) -> tuple[dict, dict]:
+    """Run a tunesmith stage at its defaults (full fine-tuning): (figures, environment.json)."""
+    r = stage(model={"path": model}, adapter={"method": "full"}, data={"inputs": [{"path": data}]}, **block,
+              train={"max_steps": steps, "batch_size": a.batch, "warmup_steps": 0, "save_steps": 10_000,
+                     "eval_steps": 10_000},
+              run={"dir": str(work), "overwrite": True, "sample_tokens": 0})
+    env = json.loads((r.run_dir / "environment.json").read_text())
+    return {"dtype": env.get("dtype"), "train_seconds": r.metrics["train_seconds"]}, env
+
+
+def start_side(side: str, model: str, a: argparse.Namespace, out: str) -> tuple:
+    """(tokenizer, a `Meter` on it, steps to train, the side's work folder)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model)
+    return tok, Meter(tok.pad_token_id, len(tok)), a.warmup + a.steps + 1, Path(out).parent / f"{side}-run"
+
+
+def finish_side(meter: Meter, a: argparse.Namespace, out: str, extra: dict) -> None:
+    """The side's figures (and its peak RSS) to `out` for the parent process."""
+    import torch
+
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     Path(out).write_text(json.dumps({**meter.result(a.warmup, a.steps), "peak_rss_mb": rss, **extra,
                                      "torch_threads": torch.get_num_threads()}))
 
 
-def _median(runs: list[dict], key: str) -> float:
-    return statistics.median(r[key] for r in runs)
+def cli(doc: str, script: str, sides: tuple[str, ...], tiny_sides: str, unit: str, run_side, make_inputs,
+        title: str) -> None:
+    """The command line of a throughput comparison: one side (`--side`, in a subprocess) or all."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    add_arguments(p, sides, tiny_sides, unit)
+    a = p.parse_args()
+    if a.tiny:
+        a.rows, a.max_length, a.steps, a.warmup, a.preset, a.sides = 48, 128, 2, 1, "nano", tiny_sides
+    if a.side:
+        return run_side(a.side, a.model, a.data, a, a.out)
+    folder = Path(tempfile.mkdtemp(prefix=f"{title.split()[0].lower()}-bench-"))
+    trl_sides = tuple(s for s in sides if s.startswith("trl"))
+    compare(script, a, (folder, *make_inputs(folder, a.preset, a.rows, a.max_length)), trl_sides, title)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(p: argparse.ArgumentParser, sides: tuple[str, ...], tiny_sides: str, unit: str) -> None:
+    """The options every throughput comparison takes (this script's and dpo_throughput's)."""
     p.add_argument("--preset", choices=["nano", "small"], default="nano")
     p.add_argument("--steps", type=int, default=20, help="timed steps per side")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before them")
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", type=int, default=8, help=f"{unit} per step")
     p.add_argument("--rows", type=int, default=600)
     p.add_argument("--max-length", type=int, default=512)
     p.add_argument("--rounds", type=int, default=1, help="rounds of all sides, order reversed every other round")
-    p.add_argument("--sides", default=",".join(SIDES))
+    p.add_argument("--sides", default=",".join(sides))
     p.add_argument("--threads", type=int, default=1, help=(
         "OMP_NUM_THREADS of every side (1: on a machine shared with other work, more threads than free "
         "cores make OpenMP wait on descheduled threads and times swing by 10x)"))
     p.add_argument("--tiny", action="store_true",
-                   help="a quick check: 48 rows, max length 128, 2 timed steps, tunesmith and trl_packing only")
-    p.add_argument("--side", choices=SIDES)
+                   help=f"a quick check: 48 {unit}, max length 128, 2 timed steps, {tiny_sides.replace(',', ' and ')} only")
+    p.add_argument("--side", choices=sides)
     p.add_argument("--model"), p.add_argument("--data"), p.add_argument("--out")
-    a = p.parse_args()
-    if a.tiny:
-        a.rows, a.max_length, a.steps, a.warmup, a.preset = 48, 128, 2, 1, "nano"
-        a.sides = "tunesmith,trl_packing"
-    if a.side:
-        return run_side(a.side, a.model, a.data, a, a.out)
+
+
+def compare(script: str, a: argparse.Namespace, inputs: tuple[Path, Path, Path], trl_sides: tuple[str, ...],
+            title: str) -> None:
+    """Run every side of `script` in its own subprocess, rounds alternating, and print the table
+    (medians; ratios against the fastest TRL side)."""
+    folder, model, data = inputs
     sides = [s for s in a.sides.split(",") if s]
-    folder = Path(tempfile.mkdtemp(prefix="sft-bench-"))
-    model, data = make_inputs(folder, a.preset, a.rows, a.max_length)
     runs: dict[str, list[dict]] = {s: [] for s in sides}
+    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     for rnd in range(a.rounds):
         for side in (sides if rnd % 2 == 0 else sides[::-1]):
             out = folder / f"{side}-{rnd}.json"
-            cmd = [sys.executable, __file__, "--side", side, "--model", str(model), "--data", str(data),
+            cmd = [sys.executable, script, "--side", side, "--model", str(model), "--data", str(data),
                    "--out", str(out), "--steps", str(a.steps), "--warmup", str(a.warmup), "--batch", str(a.batch),
                    "--max-length", str(a.max_length), "--preset", a.preset]
-            env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "TOKENIZERS_PARALLELISM": "false",
-                   "HF_HUB_OFFLINE": "1"}
             subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL, env=env,
                            stderr=None if a.tiny else subprocess.DEVNULL)
             runs[side].append(json.loads(out.read_text()))
-    table = {s: {"tokens_per_s": _median(r, "tokens_per_s"), "peak_rss_mb": _median(r, "peak_rss_mb"),
-                 "padding_fraction": _median(r, "padding_fraction"), "dtype": r[0]["dtype"],
-                 "batching": r[0].get("batching", "")} for s, r in runs.items()}
-    trl_sides = [s for s in sides if s in TRL_SIDES]
-    best = max(trl_sides, key=lambda s: table[s]["tokens_per_s"]) if trl_sides else None
-    print(f"SFT throughput: preset {a.preset}, {a.rows} chat rows, batch {a.batch}, max length {a.max_length}, "
-          f"{a.steps} timed steps after {a.warmup}, {a.rounds} round(s), torch threads {runs[sides[0]][0]['torch_threads']}")
+    table = {s: {k: statistics.median(x[k] for x in r) for k in ("tokens_per_s", "peak_rss_mb", "padding_fraction")}
+             | {"dtype": r[0]["dtype"], "batching": r[0].get("batching", "")} for s, r in runs.items()}
+    present = [s for s in sides if s in trl_sides]
+    best = max(present, key=lambda s: table[s]["tokens_per_s"]) if present else None
+    print(f"{title}: preset {a.preset}, {a.rows} rows, batch {a.batch}, max length {a.max_length}, {a.steps} timed "
+          f"steps after {a.warmup}, {a.rounds} round(s), torch threads {runs[sides[0]][0]['torch_threads']}")
     print(f"| side | dtype | real tokens/s | padding | peak RSS MB | tokens/s vs {best} | RSS vs {best} |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for s, row in table.items():
@@ -240,6 +270,10 @@ def main() -> None:
         print(f"| {label} | {row['dtype']} | {row['tokens_per_s']:,.0f} | {row['padding_fraction']:.1%} | "
               f"{row['peak_rss_mb']:,.0f} | {ratio:.2f}x | {rss:.2f}x |")
     print(json.dumps({"table": table, "fastest_trl": best}))
+
+
+def main() -> None:
+    cli(__doc__, __file__, SIDES, "tunesmith,trl_packing", "rows", run_side, make_inputs, "SFT throughput")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -7,6 +8,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 # one torch thread: the models here are tiny, and on a 2-core machine two threads are up to
 # ~20x slower as soon as anything else runs (the DDP tests start two processes each)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# measured decisions (train.dtype auto, sft.batching auto) go to a cache of this test session, not ~/.cache
+os.environ.setdefault("TUNESMITH_CACHE_DIR", tempfile.mkdtemp(prefix="tunesmith-cache-"))
 
 from pathlib import Path
 

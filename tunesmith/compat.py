@@ -476,6 +476,9 @@ def process_group_timeout() -> float | None:
 # `FusedCausalLMOutput` (log_probs, entropy, is_top1, ... zero where the label is -100, label_mask).
 # SFTTrainer.compute_loss and DPOTrainer._compute_loss always ask for it.
 PLAIN_HEAD_BYTES = 256 * 2 ** 20  # logits up to this size are materialized: the plain path
+# the text-config fields TRL's fused head reads to scale or cap logits; a model with any keeps TRL's path
+_SCALED_LOGITS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier",
+                  "logits_scaling")
 
 
 def plain_lm_head(model: nn.Module, outputs: tuple[str, ...] = ("log_probs",),
@@ -494,6 +497,9 @@ def plain_lm_head(model: nn.Module, outputs: tuple[str, ...] = ("log_probs",),
     fused = target.__dict__.get("forward")
     if fused is None or getattr(fused, "tunesmith_plain", False):
         return False
+    text = target.config.get_text_config()
+    if any(getattr(text, name, None) is not None for name in _SCALED_LOGITS) or text is not target.config:
+        return False  # logits scaled or capped (TRL applies those itself), or a vision-language model: TRL's path
     vocab = target.get_output_embeddings().weight.shape[0]
 
     def forward(*args, fused_lm_head=False, labels=None, shift_labels=None, num_items_in_batch=None, **kwargs):
@@ -502,12 +508,17 @@ def plain_lm_head(model: nn.Module, outputs: tuple[str, ...] = ("log_probs",),
                 or kwargs.get("output_router_logits"):
             return fused(*args, fused_lm_head=fused_lm_head, labels=labels, shift_labels=shift_labels,
                          num_items_in_batch=num_items_in_batch, **kwargs)
+        # as TRL's `_fused_forward`: the backbone, then the head's weight (PEFT's token wrapper gives the
+        # merged rows), here as one matmul instead of tiles
         kwargs["use_cache"] = False
-        logits = fused(*args, **kwargs).logits
+        hidden = target.base_model(*args, **kwargs).last_hidden_state
         if shift_labels is None:
-            logits, labels = logits[:, :-1], labels[:, 1:]
+            hidden, labels = hidden[:, :-1], labels[:, 1:]
         else:
             labels = shift_labels
+        head = target.get_output_embeddings()
+        logits = torch.nn.functional.linear(hidden.to(head.weight.device), head.weight, getattr(head, "bias", None))
+        labels = labels.to(logits.device)
         mask = labels != -100
         logp = logits.float().log_softmax(-1)
         log_probs = logp.gather(-1, labels.clamp(min=0)[..., None])[..., 0].masked_fill(~mask, 0)

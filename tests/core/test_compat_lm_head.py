@@ -53,3 +53,39 @@ def test_large_logits_keep_trls_kernel_and_plain_calls_pass_through():
     torch.testing.assert_close(big(input_ids=ids, labels=ids, fused_lm_head=True).log_probs,
                                trl_model(input_ids=ids, labels=ids, fused_lm_head=True).log_probs)
     torch.testing.assert_close(big(input_ids=ids).logits, trl_model(input_ids=ids).logits)
+
+
+def test_plain_head_reads_the_head_as_trl_does_on_peft_token_rows():
+    """A LoRA adapter training the chat tokens' rows of a tied embedding/head: the head's trained rows
+    count in the plain path exactly as in TRL's (its merged `weight`), gradients included."""
+    from peft import LoraConfig, get_peft_model
+
+    from tunesmith.compat import expose_head_bias
+
+    torch.manual_seed(0)
+    base = LlamaForCausalLM(LlamaConfig(vocab_size=80, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=1, pad_token_id=0,
+                                        tie_word_embeddings=True))
+
+    def wrapped():
+        model = get_peft_model(copy.deepcopy(base), LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                               trainable_token_indices={"embed_tokens": [5, 6]}))
+        expose_head_bias(model)
+        add_fused_lm_head(model.get_base_model(), outputs=("log_probs",))
+        return model
+    trl_model, ours = wrapped(), wrapped()
+    with torch.no_grad():
+        for name, p in trl_model.named_parameters():
+            if "trainable_tokens_delta" in name:
+                p.normal_()
+    ours.load_state_dict(trl_model.state_dict())
+    assert plain_lm_head(ours)
+    ids = torch.tensor([[1, 5, 6, 7, 8, 5, 9, 6]])
+    a = trl_model(input_ids=ids, labels=ids, fused_lm_head=True)
+    b = ours(input_ids=ids, labels=ids, fused_lm_head=True)
+    torch.testing.assert_close(b.log_probs, a.log_probs, atol=1e-5, rtol=1e-4)
+    a.loss.backward()
+    b.loss.backward()
+    for (name, p), q in zip(trl_model.named_parameters(), ours.parameters()):
+        if p.requires_grad:
+            torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=1e-4, msg=name)

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.slow
 TOL = 1e-4
 STEPS = 4
 STAGES = {
-    "sft": (["--adapter.method", "lora", "--adapter.dropout", "0", "--sft.max_length", "64"], "adapter_model"),
+    "sft": (["--adapter.method", "lora", "--adapter.dropout", "0", "--sft.max_length", "64",
+             "--sft.batching", "packed_rows"], "adapter_model"),
     "dpo": (["--adapter.method", "full", "--dpo.max_length", "64"], "model"),
 }
 

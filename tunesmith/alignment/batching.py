@@ -24,7 +24,7 @@ import torch
 from ..core.device import cached, model_key
 from .packed import PackedRowsCollator, packed_attention, supports_packed_rows
 
-PROBE_BATCHES = 3  # per layout: one warm-up, the others timed
+PROBE_BATCHES = 2  # per layout: one warm-up, one timed
 MODEL_INPUTS = ("input_ids", "labels", "attention_mask", "position_ids")
 
 

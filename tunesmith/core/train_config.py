@@ -20,7 +20,9 @@ class TrainSection(Section):
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
     dtype: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto: bf16 autocast if a quick matmul probe finds it faster, else fp32")
+        "auto", description=("auto: on CPU, bf16 autocast if a few timed forward+backward steps of the model "
+                             "at its batch shape find it faster (memory counted; cached per machine), else "
+                             "fp32; on GPU, bf16 where supported"))
     seed: int = Field(42, description="seed for init, data order and sampling")
     logging_steps: int = Field(10, ge=1, description="log metrics every N steps")
     eval_steps: int = Field(100, ge=1, description="validation loss every N steps")
