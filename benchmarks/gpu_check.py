@@ -279,19 +279,11 @@ def _sft_tunesmith(model_dir: Path, data: Path, plan: Plan, batch: int, every: i
 def sft(plan: Plan) -> dict:
     """Each side times its second half of steps: from its log at `every` steps to the one at 2x."""
     import sft_throughput  # benchmarks/, beside this file
-    from transformers import AutoTokenizer
-
-    from tunesmith.pretraining.presets import build_model
 
     size, rows, batch, every = plan.sft
     folder = Path(tempfile.mkdtemp(prefix="gpu-check-sft-"))
     try:
-        model_dir, data = sft_throughput.make_inputs(folder, rows)  # nano + tokenizer + chat rows
-        if size != "nano":
-            tok = AutoTokenizer.from_pretrained(model_dir)
-            torch.manual_seed(0)
-            build_model("llama", size, vocab=len(tok), context=1024, bos_token_id=tok.bos_token_id,
-                        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id).save_pretrained(model_dir)
+        model_dir, data = sft_throughput.make_inputs(folder, size, rows, 1024)  # the preset, its tokenizer, chat rows
         out = {"preset": size, "chat_rows": rows, "batch": batch, "timed_steps": every}
         out["trl"] = _sft_trl(model_dir, data, plan, batch, every, folder)
         _free()
