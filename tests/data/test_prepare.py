@@ -165,3 +165,21 @@ def test_no_data_cache_is_left_in_tmpdir_after_the_process(tmp_path: Path) -> No
     assert out.returncode == 0, out.stderr[-2000:]
     assert int(out.stdout.split()[-1]) > 0
     assert not [p.name for p in tmp.iterdir() if p.name.startswith("tunesmith-data-")]
+
+
+def test_an_input_with_role_validation_is_the_validation_split(tmp_path: Path) -> None:
+    train = _write(tmp_path / "train.jsonl", [{"text": t} for t in _paragraphs(30, 12, seed=3)])
+    held = _paragraphs(6, 12, seed=4)
+    # one validation row repeats a training row: dropped as a duplicate (no leak into validation)
+    first_train = json.loads(train.read_text().splitlines()[0])["text"]
+    valid = _write(tmp_path / "valid.jsonl", [{"text": t} for t in held] + [{"text": first_train}])
+    out = prepare(inputs=[{"path": str(train)}, {"path": str(valid), "role": "validation"}], split={"max_rows": 20})
+    ds = out.dataset
+    assert sorted(ds["validation"]["text"]) == sorted(held)     # every row of the file, as is, and only those
+    assert ds["train"].num_rows == 20 and not set(ds["train"]["text"]) & set(held)  # max_rows cuts train only
+    roles = [s.get("role", "train") for s in out.card["sources"]]
+    assert roles == ["train", "validation"] and out.card["sources"][1]["mixed"] == 0
+    with pytest.raises(UserError, match='field "split.validation" both a validation input and a validation split'):
+        prepare(inputs=[{"path": str(train)}, {"path": str(valid), "role": "validation"}], split={"validation": 0.1})
+    with pytest.raises(UserError, match="nothing to train on"):
+        prepare(inputs=[{"path": str(valid), "role": "validation"}])

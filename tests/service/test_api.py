@@ -29,9 +29,12 @@ def jobs(alice, chat_file, tmp_path_factory):
     """The jobs of this module's tests, queued together so the two workers overlap them."""
     prefs = write_jsonl(tmp_path_factory.mktemp("data") / "prefs.jsonl", dpo_rows())
     pref_file = alice.files.create(file=prefs.open("rb"), purpose="fine-tune")
-    sft = alice.fine_tuning.jobs.create(model="tiny", training_file=chat_file.id, suffix="adder", seed=3,
-                                        hyperparameters={"batch_size": 2},
-                                        extra_body={"method": {"type": "supervised", "supervised": {"recipe": QUICK}}})
+    held = write_jsonl(tmp_path_factory.mktemp("data") / "held.jsonl", chat_rows(20)[16:])  # rows not in chat_file
+    valid_file = alice.files.create(file=held.open("rb"), purpose="fine-tune")
+    quick_eval = {**QUICK, "train": {**QUICK["train"], "eval_steps": 2}}
+    sft = alice.fine_tuning.jobs.create(model="tiny", training_file=chat_file.id, validation_file=valid_file.id,
+                                        suffix="adder", seed=3, hyperparameters={"batch_size": 2},
+                                        extra_body={"method": {"type": "supervised", "supervised": {"recipe": quick_eval}}})
     dpo = alice.fine_tuning.jobs.create(
         model="tiny", training_file=pref_file.id, seed=1,
         method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "batch_size": 2}, "recipe": QUICK}})
@@ -55,8 +58,12 @@ def test_supervised_job_end_to_end(alice, chat_file, sft_job):
     events = alice.fine_tuning.jobs.list_events(job.id, limit=100).data
     messages = [e.message for e in reversed(events)]  # newest first, as OpenAI lists them
     assert messages[0].startswith("Created fine-tuning job") and "successfully completed" in messages[-1]
-    losses = [e for e in events if e.type == "metrics"]
-    assert len(losses) == 4 and all("training loss=" in e.message for e in losses)
+    losses = [e for e in events if e.type == "metrics" and "training loss=" in e.message]
+    assert len(losses) == 4
+    # the validation_file is the validation split: its loss is reported at eval_steps 2 and 4
+    assert job.validation_file and job.validation_file != chat_file.id
+    validation = [e.data["step"] for e in events if e.type == "metrics" and "validation loss=" in e.message]
+    assert sorted(validation)[:2] == [2, 4], validation
     ckpts = alice.fine_tuning.jobs.checkpoints.list(job.id).data
     assert [c.step_number for c in ckpts] == [4, 2]
     assert ckpts[0].fine_tuned_model_checkpoint == f"{job.fine_tuned_model}:ckpt-step-4"
@@ -114,6 +121,9 @@ def test_bad_hyperparameters_name_the_field(alice, chat_file):
     with pytest.raises(openai.BadRequestError) as e:
         alice.fine_tuning.jobs.create(model="tiny", training_file=chat_file.id, method={"type": "dpo"})
     assert e.value.body["param"] == "training_file"  # chat rows for a preference method
+    with pytest.raises(openai.BadRequestError) as e:
+        alice.fine_tuning.jobs.create(model="tiny", training_file=chat_file.id, validation_file="file-nope")
+    assert e.value.body["param"] == "validation_file"
 
 
 def test_cancel_and_per_key_limits(service, store, alice, jobs, tmp_path):

@@ -31,6 +31,9 @@ class InputConfig(Section):
     format: FormatName | None = Field(None, description="force this input's format (else the top-level format)")
     columns: dict[str, str] | None = Field(None, description="this input's column mapping (else the top-level columns)")
     split: str = Field("train", description="split to read from a DatasetDict folder or a Hub dataset")
+    role: Literal["train", "validation"] = Field("train", description=(
+        "train: mixed into the training rows | validation: all its rows are the validation split "
+        "(instead of split.validation; not mixed, weighted or limited by max_rows)"))
     limit: int | None = Field(None, gt=0, description="keep at most this many rows of this input (seeded sample)")
     text_unit: Literal["file", "paragraph", "line"] = Field(
         "paragraph", description="how raw .txt files are cut into rows")

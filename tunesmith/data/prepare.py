@@ -198,11 +198,41 @@ def _as_conversations(ds: Any) -> Any:
                   features=features)
 
 
-def _split(ds: Any, cfg: DataPrepConfig, steps: _Steps, key: str = "split.validation") -> Any:
+def _validation_inputs(cfg: DataPrepConfig, parts: list, steps: _Steps, key: str) -> Any:
+    """The rows of the inputs with `role: validation`, concatenated (None when there are none). They
+    are read, checked, cleaned and deduplicated like the others (listed after the training inputs, a
+    validation row that repeats a training row is dropped as a duplicate), never mixed or sampled."""
+    from datasets import concatenate_datasets
+
+    roles = [i for i, inp in enumerate(cfg.inputs) if inp.role == "validation"]
+    if not roles:
+        return None
+    if cfg.split.validation:
+        raise UserError("both a validation input and a validation split size are given",
+                        file=cfg.inputs[roles[0]].path, field=key,
+                        fix=f"set {key}: 0 (the input with role: validation is the validation split), or drop its role")
+    if len(roles) == len(cfg.inputs):
+        raise UserError("every input has role: validation, so there is nothing to train on",
+                        file=cfg.inputs[roles[0]].path, field=key.replace("split.validation", "inputs"),
+                        fix="give at least one input with role: train (the default)")
+    found = [parts[i] for i in roles if parts[i] is not None and parts[i].num_rows]
+    if not found:
+        raise UserError(f"the validation input has no rows left (read {steps.rows_read} in all)",
+                        file=cfg.inputs[roles[0]].path, field=key.replace("split.validation", "inputs"),
+                        fix="check the file, or relax clean/dedup settings (a validation row that repeats a "
+                            "training row is dropped as a duplicate)")
+    return concatenate_datasets(found) if len(found) > 1 else found[0]
+
+
+def _split(ds: Any, cfg: DataPrepConfig, steps: _Steps, key: str = "split.validation", validation: Any = None) -> Any:
     """Train (and validation) splits; a validation size that would leave no training row is a
-    UserError naming `key`, the inputs and the row count (not datasets' ValueError)."""
+    UserError naming `key`, the inputs and the row count (not datasets' ValueError). `validation`:
+    the rows of the validation inputs, the validation split as they are."""
     from datasets import DatasetDict
 
+    if validation is not None:
+        return DatasetDict({"train": ds.shuffle(seed=cfg.seed) if cfg.split.shuffle else ds,
+                            "validation": validation})
     v = cfg.split.validation
     if v == 0:
         return DatasetDict({"train": ds.shuffle(seed=cfg.seed) if cfg.split.shuffle else ds})
@@ -271,7 +301,8 @@ def prepare(config: DataPrepConfig | dict | None = None, *, run_dir: RunDir | st
         kind = common_kind(formats)
         if kind == "conversational":   # prompt-completion inputs mixed with conversations become conversations
             parts = [_as_conversations(p) if p is not None and "prompt" in p.column_names else p for p in parts]
-        keep = [i for i, p in enumerate(parts) if p is not None and p.num_rows]
+        validation = _validation_inputs(cfg, parts, steps, key=("data." if run is not None else "") + "split.validation")
+        keep = [i for i, p in enumerate(parts) if p is not None and p.num_rows and cfg.inputs[i].role == "train"]
         if not keep:
             raise UserError(f"no rows left to prepare (read {steps.rows_read}, bad {steps.bad_rows_skipped}, "
                             f"filtered {steps.filtered}, duplicates {steps.exact_duplicates + steps.near_duplicates})",
@@ -288,9 +319,11 @@ def prepare(config: DataPrepConfig | dict | None = None, *, run_dir: RunDir | st
             ds = ds.remove_columns(SOURCE_COLUMN)
         else:
             ds = concatenate_datasets([parts[i] for i in keep])
-            mixed = [p.num_rows if p is not None else 0 for p in parts]
-        for source, part, n in zip(sources, parts, mixed):
-            available = part.num_rows if part is not None else 0
+            mixed = [p.num_rows if p is not None and i in keep else 0 for i, p in enumerate(parts)]
+        for source, part, n, inp in zip(sources, parts, mixed, cfg.inputs):
+            available = part.num_rows if part is not None and inp.role == "train" else 0
+            if inp.role == "validation":
+                source["role"] = "validation"
             source.update(mixed=int(n), mixing_dropped=max(0, available - int(n)),
                           mixing_repeated=max(0, int(n) - available))
         max_rows_dropped = 0
@@ -303,7 +336,8 @@ def prepare(config: DataPrepConfig | dict | None = None, *, run_dir: RunDir | st
                   "repeated": sum(s["mixing_repeated"] for s in sources),
                   "max_rows_dropped": max_rows_dropped, "rows": ds.num_rows}
         # a training stage passes its run folder; its data keys sit under `data.`
-        splits = _split(ds, cfg, steps, key=("data." if run is not None else "") + "split.validation")
+        splits = _split(ds, cfg, steps, key=("data." if run is not None else "") + "split.validation",
+                        validation=validation)
         lengths = LengthStats("tokens" if tok is not None else "characters", max_length=cfg.check.max_length)
         for row in splits["train"]:
             lengths.add(token_length(row, tok) if tok is not None else char_length(row))

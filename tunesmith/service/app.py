@@ -336,10 +336,6 @@ def new_job(service: Service, owner: str, body: dict) -> Job:
     for name in body:
         if name not in known:
             raise RequestError(f"unknown field {name!r}", name)
-    if body.get("validation_file"):
-        raise RequestError("validation_file is not supported yet: a validation split is taken from the training "
-                           "file with method.<type>.recipe {\"data\": {\"split\": {\"validation\": 0.1}}}",
-                           "validation_file")
     if body.get("integrations"):
         raise RequestError("integrations are not supported (the run's metrics are in the job's events)",
                            "integrations")
@@ -354,6 +350,16 @@ def new_job(service: Service, owner: str, body: dict) -> Job:
     if data_kind not in STAGE_KINDS[stage]:
         raise RequestError(f"method {kind} trains on {' or '.join(STAGE_KINDS[stage])} rows, but {f.filename} holds "
                            f"{data_kind} rows", "training_file", code="invalid_file")
+    vid = body.get("validation_file")
+    vf = None
+    if vid is not None:
+        vf = store.get_file(owner, vid) if isinstance(vid, str) else None
+        if vf is None:
+            raise RequestError(f"No such file: {vid}", "validation_file", code="not_found")
+        if ("preference" if vf.kind == "openai_preference" else vf.kind) != data_kind:
+            raise RequestError(f"the validation file {vf.filename} holds {vf.kind} rows, the training file "
+                               f"{f.filename} {f.kind} rows: give both in one format", "validation_file",
+                               code="invalid_file")
     suffix = check_suffix(body.get("suffix"))
     seed = body.get("seed")
     if seed is None:
@@ -367,12 +373,15 @@ def new_job(service: Service, owner: str, body: dict) -> Job:
 
     job_id = new_id("ftjob")
     data_input = {"path": f.path, **({"columns": OPENAI_DPO_COLUMNS} if f.kind == "openai_preference" else {})}
-    recipe, _ = build_recipe(stage, kind, base=base, data_input=data_input, rows=f.rows, seed=seed,
+    validation_input = None if vf is None else {
+        "path": vf.path, **({"columns": OPENAI_DPO_COLUMNS} if vf.kind == "openai_preference" else {})}
+    recipe, _ = build_recipe(stage, kind, base=base, data_input=data_input, validation_input=validation_input,
+                             rows=f.rows, seed=seed,
                              hyperparameters=hp, settings=method.get(kind) or {},
                              run_dir=str(store.job_dir(job_id) / "run"))
     given = {**hp, **((method.get(kind) or {}).get("hyperparameters") or {})}
     return store.add_job(Job(id=job_id, owner=owner, model=body["model"], stage=stage, method=method,
-                             training_file=f.id, validation_file=None, suffix=suffix, seed=seed,
+                             training_file=f.id, validation_file=None if vf is None else vf.id, suffix=suffix, seed=seed,
                              hyperparameters=given, recipe=recipe, resources=dict(service.resources),
                              status="queued", created_at=int(time.time()), cancel_requested=False, attempts=0,
                              resume=False))

@@ -96,9 +96,11 @@ def stage_defaults(stage: str) -> Any:
 
 
 def build_recipe(stage: str, kind: str, *, base: str, data_input: dict, rows: int, seed: int,
-                 hyperparameters: dict, settings: dict, run_dir: str) -> tuple[dict, Any]:
+                 hyperparameters: dict, settings: dict, run_dir: str,
+                 validation_input: dict | None = None) -> tuple[dict, Any]:
     """(recipe dict, the validated stage config). `settings` is `method.<type>` of the request;
-    `hyperparameters` the top-level (legacy) ones, overridden by `settings["hyperparameters"]`."""
+    `hyperparameters` the top-level (legacy) ones, overridden by `settings["hyperparameters"]`;
+    `validation_input` (the job's validation_file) becomes an input with `role: validation`."""
     if not isinstance(settings, dict):
         raise RequestError(f"method.{kind} must be an object", f"method.{kind}")
     unknown = set(settings) - {"hyperparameters", "recipe"}
@@ -114,7 +116,8 @@ def build_recipe(stage: str, kind: str, *, base: str, data_input: dict, rows: in
                                f"{hp_param}.{name}")
     cls = STAGES[stage].config_class()
     train = stage_defaults(stage)
-    recipe: dict[str, Any] = {"model": {"path": base}, "data": {"inputs": [data_input]},
+    inputs = [data_input] + ([{**validation_input, "role": "validation"}] if validation_input else [])
+    recipe: dict[str, Any] = {"model": {"path": base}, "data": {"inputs": inputs},
                               "run": {"dir": run_dir, "sample_tokens": 0}, "train": {"seed": seed}}
     origin = {"train.seed": "seed", "model.path": "model"}
     batch = _number(hp.get("batch_size"), f"{hp_param}.batch_size", integer=True)
