@@ -49,3 +49,24 @@ def test_launch_commands(monkeypatch):
     assert _launch_command(["pretrain"]) is None
     with pytest.raises(UserError, match="unknown accelerate config"):
         _launch_command(["--launcher", "accelerate", "--accelerate-config", "zero9", "pretrain"])
+
+
+def test_bad_input_under_a_launcher_is_one_line_and_exit_2(corpus, tmp_path):
+    """Every launched process stops on the same bad input: the command prints the one line once
+    (after torchrun's report of the failed processes) and exits 2, as without a launcher."""
+    import os
+    import subprocess
+    import sys
+
+    from distributed._pretrain import pretrain_args
+    from helpers import REPO
+
+    run = tmp_path / "run"
+    args = pretrain_args(corpus, run, extra=["--train.batch_size", "3"])  # 3 rows do not split over 2 processes
+    proc = subprocess.run([sys.executable, "-m", "tunesmith.cli", "--launcher", "torchrun", "--num-processes", "2",
+                           *args], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "train.batch_size" in errors[0], proc.stderr[-2000:]
+    assert proc.stderr.rstrip().splitlines()[-1] == errors[0] and not run.exists()

@@ -49,6 +49,9 @@ def build_parser() -> Parser:
 
 
 LAUNCH_ARGV = "TUNESMITH_LAUNCH_ARGV"  # the command as typed, for processes started by --launcher
+# a folder where launched processes leave their one-line input error (rank<N>.txt) for the launching
+# command to print once, with exit code 2, after torchrun/accelerate has reported the failed processes
+LAUNCH_ERRORS = "TUNESMITH_LAUNCH_ERRORS"
 
 
 def resume_command(argv: list[str], command: str | None) -> str | None:
@@ -89,19 +92,46 @@ def _without(argv: list[str], flag: str, is_value) -> list[str]:
 
 def _run_launcher(command: list[str], argv: list[str]) -> int:
     """Run the launcher; on Ctrl-C (which every launched process gets too) wait for it to stop:
-    its main process prints how to resume."""
+    its main process prints how to resume. When the processes stopped on bad input, the one-line
+    error is printed once (not once per process) and the exit code is 2, as without a launcher
+    (torchrun/accelerate themselves exit 1 with their report of the failed processes)."""
+    import shutil
     import subprocess
+    import tempfile
 
-    proc = subprocess.Popen(command, env={**os.environ, LAUNCH_ARGV: json.dumps(argv)})
+    errors = tempfile.mkdtemp(prefix="tunesmith-launch-")
     try:
-        return proc.wait()
-    except KeyboardInterrupt:
+        proc = subprocess.Popen(command, env={**os.environ, LAUNCH_ARGV: json.dumps(argv), LAUNCH_ERRORS: errors})
         try:
-            proc.wait()
-        except KeyboardInterrupt:  # a second Ctrl-C: stop now
-            proc.kill()
-            proc.wait()
-        return 130
+            rc = proc.wait()
+        except KeyboardInterrupt:
+            try:
+                proc.wait()
+            except KeyboardInterrupt:  # a second Ctrl-C: stop now
+                proc.kill()
+                proc.wait()
+            return 130
+        found = sorted((n for n in os.listdir(errors) if n.startswith("rank")), key=lambda n: int(n[4:-4]) if n[4:-4].isdigit() else 1 << 30)
+        if rc != 0 and found:
+            with open(os.path.join(errors, found[0]), encoding="utf-8") as f:
+                print(f"error: {f.read()}", file=sys.stderr)
+            return UserError.exit_code
+        return rc
+    finally:
+        shutil.rmtree(errors, ignore_errors=True)
+
+
+def _report_user_error(e: UserError) -> None:
+    """The one-line error: printed, or under --launcher left for the launching command to print once."""
+    folder = os.environ.get(LAUNCH_ERRORS)
+    if folder and os.path.isdir(folder):
+        rank = os.environ.get("RANK", "0")
+        tmp = os.path.join(folder, f".rank{rank}.{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(str(e))
+        os.replace(tmp, os.path.join(folder, f"rank{rank}.txt"))
+        return
+    print(f"error: {e}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         if debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        _report_user_error(e)
         return UserError.exit_code
     except TrainingStopped as e:
         if debug:
