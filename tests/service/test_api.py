@@ -1,6 +1,7 @@
 """The fine-tuning service through the official openai client, end to end on CPU (tiny model)."""
 from __future__ import annotations
 
+import json
 import time
 
 import openai
@@ -51,6 +52,8 @@ def sft_job(jobs):
 def test_supervised_job_end_to_end(alice, chat_file, sft_job):
     assert chat_file.object == "file" and chat_file.purpose == "fine-tune" and chat_file.bytes > 0
     assert alice.files.retrieve(chat_file.id).filename == "chat.jsonl"
+    content = alice.files.content(chat_file.id).content  # the file as uploaded
+    assert [json.loads(line) for line in content.decode().splitlines()] == chat_rows()
     assert sft_job.status == "queued" and sft_job.model == "tiny"
     job = wait_for(alice, sft_job.id)
     assert job.status == "succeeded", job.error
@@ -180,6 +183,8 @@ def test_another_key_sees_nothing(alice, bob, chat_file, sft_job):
         bob.fine_tuning.jobs.list_events(sft_job.id)
     with pytest.raises(openai.NotFoundError):
         bob.files.retrieve(chat_file.id)
+    with pytest.raises(openai.NotFoundError):
+        bob.files.content(chat_file.id)
     with pytest.raises(openai.BadRequestError):  # bob cannot train on alice's file
         bob.fine_tuning.jobs.create(model="tiny", training_file=chat_file.id)
     with pytest.raises(openai.NotFoundError):

@@ -1,7 +1,7 @@
 """The HTTP layer: OpenAI's files and fine-tuning routes on FastAPI, plus chat with the models.
 
     POST /v1/files                           multipart (purpose=fine-tune, file): streamed, checked
-    GET  /v1/files, /v1/files/{id}; DELETE /v1/files/{id}
+    GET  /v1/files, /v1/files/{id}, /v1/files/{id}/content; DELETE /v1/files/{id}
     POST /v1/fine_tuning/jobs                model, training_file, suffix, seed, hyperparameters, method
     GET  /v1/fine_tuning/jobs                ?after=&limit=
     GET  /v1/fine_tuning/jobs/{id}; POST /v1/fine_tuning/jobs/{id}/cancel
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
+from fastapi.responses import FileResponse
 
 from .files import TooLarge, check_file, receive_upload
 from .methods import STAGE_KINDS, RequestError, build_recipe, check_suffix, error_body, stage_of
@@ -232,6 +233,13 @@ def create_service_app(service: Service):
     async def get_file(request: Request, file_id: str):
         f = await asyncio.to_thread(store.get_file, request.state.owner.id, file_id)
         return file_object(f) if f else not_found("file", file_id, "file_id")
+
+    @v1.get("/files/{file_id}/content")
+    async def file_content(request: Request, file_id: str):
+        f = await asyncio.to_thread(store.get_file, request.state.owner.id, file_id)
+        if f is None or not Path(f.path).is_file():
+            return not_found("file", file_id, "file_id")
+        return FileResponse(f.path, media_type="application/octet-stream", filename=f.filename)
 
     @v1.delete("/files/{file_id}")
     async def delete_file(request: Request, file_id: str):
