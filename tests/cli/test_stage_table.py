@@ -97,3 +97,13 @@ def test_no_subpackage_shadows_a_public_name():
     import tunesmith as ts
     modules = {m.name for m in pkgutil.iter_modules(ts.__path__)}
     assert not modules & set(ts.__all__), modules & set(ts.__all__)
+
+
+def test_a_training_stage_imports_matplotlib_only_for_its_report():
+    """matplotlib (~25 MB resident) is imported when a report draws its curves, not by the stage
+    modules, the lifecycle, the Hub or report packages a training process holds while it trains."""
+    code = ("import sys, tunesmith.lifecycle, tunesmith.alignment.sft, tunesmith.pretraining.stage, tunesmith.hub, "
+            "tunesmith.report; print(sorted(m for m in sys.modules if m.startswith('matplotlib')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

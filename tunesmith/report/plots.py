@@ -17,10 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display; must precede pyplot
-import matplotlib.pyplot as plt  # noqa: E402
 
 WIDTH_IN, HEIGHT_IN, DPI = 8.0, 4.0, 100
 # keys that are bookkeeping, one-off summaries, or shown elsewhere in the report
@@ -92,6 +88,11 @@ def curves(records: list[dict[str, Any]]) -> list[Plot]:
 
 def draw(plot: Plot, path: Path) -> Plot:
     """Draw `plot` to `path` (PNG, WIDTH_IN x HEIGHT_IN at DPI) and fill in colors and pixels."""
+    import matplotlib  # here, not at import: ~25 MB a training process never needs before its report
+
+    matplotlib.use("Agg")  # no display; must precede pyplot
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI)
     try:
         palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
