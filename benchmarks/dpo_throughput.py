@@ -30,7 +30,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sft_throughput import CORPORA, _hh_messages, cli, finish_side, save_inputs, start_side, tunesmith_side  # noqa: E402,E501
+from sft_throughput import (CORPORA, _hh_messages, cli, finish_side, save_inputs, start_side, trl_side,  # noqa: E402
+                            tunesmith_side)
 
 SIDES = ("tunesmith", "trl_fp32", "trl_shipped", "trl_best")
 TRL_SIDES = SIDES[1:]
@@ -65,8 +66,6 @@ def make_inputs(folder: Path, preset: str, rows: int, max_length: int) -> tuple[
 
 
 def run_side(side: str, model: str, data: str, a: argparse.Namespace, out: str) -> None:
-    import torch
-
     tok, meter, total_steps, work = start_side(side, model, a, out)
     if side == "tunesmith":
         from tunesmith.alignment.preference import dpo
@@ -74,18 +73,10 @@ def run_side(side: str, model: str, data: str, a: argparse.Namespace, out: str) 
         extra, _ = tunesmith_side(dpo, {"dpo": {"max_length": a.max_length}}, model, data, a, total_steps, work)
     else:
         import trl
-        from datasets import load_dataset
-        from transformers import AutoModelForCausalLM
 
-        ds = load_dataset("json", data_files=data, split="train")
-        m = AutoModelForCausalLM.from_pretrained(model)
         options = {"trl_fp32": {"bf16": False}, "trl_shipped": {},
                    "trl_best": {"bf16": False, "precompute_ref_log_probs": True}}
-        args = trl.DPOConfig(output_dir=str(work), max_steps=total_steps, per_device_train_batch_size=a.batch,
-                             max_length=a.max_length, report_to=[], use_cpu=not torch.cuda.is_available(),
-                             save_strategy="no", **options[side])
-        trainer = trl.DPOTrainer(model=m, args=args, train_dataset=ds, processing_class=tok)
-        extra = {"dtype": "bf16" if args.bf16 else "fp32", "train_seconds": trainer.train().metrics["train_runtime"]}
+        extra = trl_side(trl.DPOConfig, trl.DPOTrainer, options[side], tok, model, data, a, total_steps, work)
     finish_side(meter, a, out, extra)
 
 

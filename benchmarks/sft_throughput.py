@@ -151,8 +151,6 @@ class Meter:
 
 
 def run_side(side: str, model: str, data: str, a: argparse.Namespace, out: str) -> None:
-    import torch
-
     tok, meter, total_steps, work = start_side(side, model, a, out)
     if side == "tunesmith":
         from tunesmith.alignment.sft import sft
@@ -161,19 +159,27 @@ def run_side(side: str, model: str, data: str, a: argparse.Namespace, out: str) 
         extra["batching"] = env.get("batching", {}).get("choice")
     else:
         import trl
-        from datasets import load_dataset
-        from transformers import AutoModelForCausalLM
 
-        ds = load_dataset("json", data_files=data, split="train")
-        m = AutoModelForCausalLM.from_pretrained(model)
         options = {"trl_fp32": {"bf16": False}, "trl_shipped": {},
                    "trl_packing": {"bf16": False, "packing": True, "packing_strategy": "bfd", "padding_free": True}}
-        args = trl.SFTConfig(output_dir=str(work), max_steps=total_steps, per_device_train_batch_size=a.batch,
-                             max_length=a.max_length, report_to=[], use_cpu=not torch.cuda.is_available(),
-                             save_strategy="no", **options[side])
-        trainer = trl.SFTTrainer(model=m, args=args, train_dataset=ds, processing_class=tok)
-        extra = {"dtype": "bf16" if args.bf16 else "fp32", "train_seconds": trainer.train().metrics["train_runtime"]}
+        extra = trl_side(trl.SFTConfig, trl.SFTTrainer, options[side], tok, model, data, a, total_steps, work)
     finish_side(meter, a, out, extra)
+
+
+def trl_side(config_cls, trainer_cls, options: dict, tok, model: str, data: str, a: argparse.Namespace,
+             steps: int, work: Path) -> dict:
+    """One TRL side: the trainer with `options` over the JSONL rows; its dtype and TRL's own train time."""
+    import torch
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM
+
+    ds = load_dataset("json", data_files=data, split="train")
+    m = AutoModelForCausalLM.from_pretrained(model)
+    args = config_cls(output_dir=str(work), max_steps=steps, per_device_train_batch_size=a.batch,
+                      max_length=a.max_length, report_to=[], use_cpu=not torch.cuda.is_available(),
+                      save_strategy="no", **options)
+    trainer = trainer_cls(model=m, args=args, train_dataset=ds, processing_class=tok)
+    return {"dtype": "bf16" if args.bf16 else "fp32", "train_seconds": trainer.train().metrics["train_runtime"]}
 
 
 def tunesmith_side(stage, block: dict, model: str, data: str, a: argparse.Namespace, steps: int,

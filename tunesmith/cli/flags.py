@@ -127,6 +127,21 @@ def overrides(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     return deep_merge(known, parse_overrides(extra)) if extra else known
 
 
+def named_values(specs: list[str] | None, flag: str, form: str, fix: str, reserved: str | None = None) -> dict[str, str]:
+    """Repeated `--flag NAME=VALUE` options as {name: value}; a malformed spec, a name given twice
+    or one starting with `reserved` is a UserError naming the flag."""
+    out: dict[str, str] = {}
+    for spec in specs or []:
+        name, sep, value = spec.partition("=")
+        if not sep or not name or not value:
+            raise UserError(f'{flag} "{spec}" is not {form}', fix=fix)
+        if name in out or (reserved and name.startswith(reserved)):
+            raise UserError(f'{flag} name "{name}" is given twice'
+                            + (f' or starts with "{reserved}"' if reserved else ""))
+        out[name] = value
+    return out
+
+
 def no_extra(extra: list[str], usage: str) -> None:
     if extra:
         raise UserError(f'unexpected argument "{extra[0]}"', fix=usage)

@@ -5,7 +5,7 @@ import os
 import sys
 
 from ..core.errors import UserError
-from .flags import command, no_extra
+from .flags import command, named_values, no_extra
 
 SERVE_USAGE = ("tunesmith serve MODEL_OR_RUN [--adapter NAME=PATH ...] [--host H] [--port P] [--api-key KEY] "
                "[--max-batch N] [--max-queue N] [--timeout S] [--max-tokens N] [--dtype D] [--device cpu|cuda] "
@@ -15,15 +15,7 @@ CHAT_USAGE = ("tunesmith chat MODEL_OR_RUN [--adapter PATH] [--system TEXT] [--m
 
 
 def _adapters(specs: list[str] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for spec in specs or []:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise UserError(f'--adapter "{spec}" is not NAME=PATH', fix="write --adapter NAME=ADAPTER_DIR")
-        if name in out:
-            raise UserError(f'--adapter name "{name}" is given twice')
-        out[name] = path
-    return out
+    return named_values(specs, "--adapter", "NAME=PATH", "write --adapter NAME=ADAPTER_DIR")
 
 
 def _cmd_serve(args, extra: list[str]) -> int:

@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..core.errors import UserError
-from .flags import Parser, command, no_extra
+from .flags import Parser, command, named_values, no_extra
 
 SERVICE_USAGE = ("tunesmith service --store DIR [--model NAME=PATH_OR_HUB_ID ...] [--host H] [--port P] "
                  "[--workers N] [--db URL] [--executor local|ray] [--ray-address ADDR] [--max-file-mb MB] "
@@ -16,15 +16,7 @@ KEYS_USAGE = "tunesmith service keys create --store DIR [--name N] [--storage-mb
 
 
 def _models(specs: list[str] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for spec in specs or []:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise UserError(f'--model "{spec}" is not NAME=PATH_OR_HUB_ID', fix="write --model tiny=runs/base/model")
-        if name in out or name.startswith("ft:"):
-            raise UserError(f'--model name "{name}" is given twice or starts with "ft:"')
-        out[name] = path
-    return out
+    return named_values(specs, "--model", "NAME=PATH_OR_HUB_ID", "write --model tiny=runs/base/model", reserved="ft:")
 
 
 def _mb(value: float | None) -> int | None:

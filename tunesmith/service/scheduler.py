@@ -84,8 +84,8 @@ class Scheduler:
                 self.active[job.id] = {"record": job.runner or {}, "term_at": None}
                 self.store.set_job(job.id, claimed_by=self.me)
                 self.store.add_event(job.id, "The service restarted; the job's process still runs and is watched again")
-            elif read_exit(job_dir) is not None:
-                self.finish(job, read_exit(job_dir))
+            elif (rc := read_exit(job_dir)) is not None:
+                self.finish(job, rc)
             elif job.cancel_requested:
                 self.store.transition(job.id, "cancelled", "Job cancelled", expect=("running",),
                                       finished_at=int(time.time()))
