@@ -483,8 +483,9 @@ _SCALED_LOGITS = ("final_logit_softcapping", "logit_scale", "output_multiplier",
 
 def plain_lm_head(model: nn.Module, outputs: tuple[str, ...] = ("log_probs",),
                   max_logits_bytes: int = PLAIN_HEAD_BYTES) -> bool:
-    """Answer TRL's `fused_lm_head=True` calls from the model's own logits (log-softmax, gather)
-    when the batch's float32 logits take at most `max_logits_bytes`; larger batches keep TRL's
+    """Answer TRL's `fused_lm_head=True` calls from the model's own logits (log-softmax, gather),
+    computed only at the positions whose label counts, when their float32 logits take at most
+    `max_logits_bytes`; larger batches keep TRL's
     kernel, which never holds them. `outputs` are the per-token fields the trainer asked TRL for
     (as `add_fused_lm_head(outputs=...)`; the others are None, as TRL leaves them), with TRL's zeros
     where the label is -100. Call after building the trainer (TRL patches the model then); returns
@@ -504,7 +505,9 @@ def plain_lm_head(model: nn.Module, outputs: tuple[str, ...] = ("log_probs",),
 
     def forward(*args, fused_lm_head=False, labels=None, shift_labels=None, num_items_in_batch=None, **kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
-        if not fused_lm_head or ids is None or ids.numel() * vocab * 4 > max_logits_bytes \
+        scored = shift_labels if shift_labels is not None else labels
+        positions = int(scored.ne(-100).sum()) if scored is not None else (ids.numel() if ids is not None else 0)
+        if not fused_lm_head or ids is None or scored is None or positions * vocab * 4 > max_logits_bytes \
                 or kwargs.get("output_router_logits"):
             return fused(*args, fused_lm_head=fused_lm_head, labels=labels, shift_labels=shift_labels,
                          num_items_in_batch=num_items_in_batch, **kwargs)
@@ -516,22 +519,32 @@ def plain_lm_head(model: nn.Module, outputs: tuple[str, ...] = ("log_probs",),
             hidden, labels = hidden[:, :-1], labels[:, 1:]
         else:
             labels = shift_labels
-        head = target.get_output_embeddings()
-        logits = torch.nn.functional.linear(hidden.to(head.weight.device), head.weight, getattr(head, "bias", None))
-        labels = labels.to(logits.device)
+        labels = labels.to(hidden.device)
         mask = labels != -100
+        # the head only where a label counts (prompt and padding positions are zeros in every field, as in
+        # TRL's kernel): in SFT on chat rows most positions are prompt, so this skips most of the head's
+        # matmul, its [tokens, vocab] logits and their log-softmax
+        head = target.get_output_embeddings()
+        logits = torch.nn.functional.linear(hidden[mask].to(head.weight.device), head.weight,
+                                            getattr(head, "bias", None))
+        picked = labels[mask].to(logits.device)
         logp = logits.float().log_softmax(-1)
-        log_probs = logp.gather(-1, labels.clamp(min=0)[..., None])[..., 0].masked_fill(~mask, 0)
+
+        def spread(values: torch.Tensor) -> torch.Tensor:  # [kept] -> [batch, seq], zeros elsewhere
+            return values.new_zeros(mask.shape).masked_scatter(mask.to(values.device), values)
+
+        log_probs = spread(logp.gather(-1, picked[:, None])[:, 0])
         extra = {}
         if "log_sum_sq_probs" in outputs:
-            extra["log_sum_sq_probs"] = torch.logsumexp(2 * logp, -1).masked_fill(~mask, 0)
+            extra["log_sum_sq_probs"] = spread(torch.logsumexp(2 * logp, -1))
         with torch.no_grad():  # metrics
             if "entropy" in outputs:
-                extra["entropy"] = -(logp.exp() * logp).sum(-1).masked_fill(~mask, 0)
+                extra["entropy"] = spread(-(logp.exp() * logp).sum(-1))
             if "is_top1" in outputs:
-                extra["is_top1"] = (logp.argmax(-1) == labels) & mask
+                extra["is_top1"] = spread(logp.argmax(-1) == picked)
             if "mean_logits" in outputs:
-                extra["mean_logits"] = logits.float().mean(-1).masked_fill(~mask, 0)
+                extra["mean_logits"] = spread(logits.float().mean(-1))
+        mask = mask.to(log_probs.device)
         loss = -log_probs.sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
         return FusedCausalLMOutput(loss=loss, log_probs=log_probs, label_mask=mask, **extra)
 

@@ -81,9 +81,12 @@ def run_stage(stage: str, cfg: Any, load: Callable[[RunDir, str], Any],
         with main_process_first():  # the others reuse what it prepared (the dtype probe's cache too)
             loaded = load(run, cfg.train.dtype)
             dtype, probe = choose_dtype(cfg.train, loaded)
+            checkpointing = choose_checkpointing(cfg.train, loaded, dtype, probe)
         environment = dict(getattr(loaded, "environment", {}))
         if probe is not None:
             environment["dtype_probe"] = probe
+        if checkpointing is not None:
+            environment["activation_checkpointing"] = checkpointing
         run.start(cfg, seed=cfg.train.seed, dtype=dtype, **environment)
         resume = resume_checkpoint(run, cfg.run.resume)
         plan = build(loaded, run, dtype, resume is not None)
@@ -117,6 +120,21 @@ def run_stage(stage: str, cfg: Any, load: Callable[[RunDir, str], Any],
     return result_cls(run.path, path, metrics, **extra)
 
 
+def _probe_batch(train: Any, loaded: Any, model: Any) -> dict:
+    """The stage's `probe_batch` (a batch as it trains on), else random tokens: one micro-batch of
+    the model's context, up to 512."""
+    import torch
+
+    batch = getattr(loaded, "probe_batch", None)
+    if batch is None:
+        per_device, _ = batch_layout(train)
+        length = min(512, getattr(model.config, "max_position_embeddings", None) or 512)
+        vocab = getattr(model.config, "vocab_size", None) or 2
+        batch = {"input_ids": torch.randint(0, vocab, (per_device, length),
+                                            generator=torch.Generator().manual_seed(0))}
+    return batch
+
+
 def choose_dtype(train: Any, loaded: Any) -> tuple[str, dict | None]:
     """(dtype, the probe's record or None): `train.dtype` unless auto; auto on CPU measures the
     loaded model's forward+backward in fp32 and bf16 autocast (`core.device.measure_dtype`) on the
@@ -128,19 +146,46 @@ def choose_dtype(train: Any, loaded: Any) -> tuple[str, dict | None]:
     model = getattr(loaded, "model", None)
     if train.dtype != "auto" or torch.cuda.is_available() or model is None:
         return pick_dtype(train.dtype), None
-    batch = getattr(loaded, "probe_batch", None)
-    if batch is None:
-        per_device, _ = batch_layout(train)
-        length = min(512, getattr(model.config, "max_position_embeddings", None) or 512)
-        vocab = getattr(model.config, "vocab_size", None) or 2
-        batch = {"input_ids": torch.randint(0, vocab, (per_device, length),
-                                            generator=torch.Generator().manual_seed(0))}
     try:
         with (getattr(loaded, "probe_context", None) or nullcontext)():
-            probe = measure_dtype(model, batch)
+            probe = measure_dtype(model, _probe_batch(train, loaded, model))
     except Exception as e:  # noqa: BLE001 - a model the probe cannot step trains in fp32, as before the probe
         return "fp32", {"dtype": "fp32", "error": f"{type(e).__name__}: {e}"[:300]}
     return probe["dtype"], probe
+
+
+def choose_checkpointing(train: Any, loaded: Any, dtype: str, probe: dict | None) -> dict | None:
+    """`train.gradient_checkpointing: auto` decided for the loaded model (an explicit true/false was
+    applied when it loaded): the activations one micro-batch keeps in `dtype` (the dtype probe's
+    figure, else one measured step) against the weights, gradients and optimizer state and the
+    free memory (`core.device.should_checkpoint`); when on, the model recomputes them from here.
+    Returns the record for environment.json, or None when there is nothing to decide."""
+    from .core.device import _available_bytes, measure_activations, should_checkpoint, training_state_bytes
+    from .core.distributed import requested_type, world_size
+
+    model = getattr(loaded, "model", None)
+    if train.gradient_checkpointing != "auto" or model is None or not hasattr(model, "config"):
+        return None
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not getattr(target, "supports_gradient_checkpointing", False):
+        return {"enabled": False, "requested": "auto", "reason": f"{type(target).__name__} cannot checkpoint"}
+    if world_size() > 1 and requested_type() == "FSDP":  # FSDP checkpoints through its own plugin
+        return {"enabled": False, "requested": "auto", "reason": "FSDP: set train.gradient_checkpointing: true"}
+    measured = (probe or {}).get("memory_mb", {}).get(dtype)
+    if measured is None:
+        try:
+            with (getattr(loaded, "probe_context", None) or nullcontext)():
+                record = measure_activations(model, _probe_batch(train, loaded, model), dtype)
+        except Exception as e:  # noqa: BLE001 - a model the step cannot run keeps its activations, as before
+            return {"enabled": False, "requested": "auto", "error": f"{type(e).__name__}: {e}"[:300]}
+        measured = record.get("memory_mb")
+    state, available = training_state_bytes(model), _available_bytes()
+    enabled = measured is None or should_checkpoint(measured * 2 ** 20, state, available)  # None: out of memory
+    if enabled:
+        target.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    return {"enabled": enabled, "requested": "auto", "activations_mb": measured,
+            "state_mb": round(state / 2 ** 20, 1),
+            "available_mb": None if available is None else round(available / 2 ** 20)}
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from trl.trainer.utils import add_fused_lm_head
@@ -24,10 +25,14 @@ def _models():
     return trl_model, ours
 
 
-def test_plain_head_matches_trls_kernel():
+@pytest.mark.parametrize("masked", [0.3, 0.9])
+def test_plain_head_matches_trls_kernel(masked):
+    """The plain head scores only the positions whose label counts (a chat row's assistant turns);
+    with most positions masked and one row all masked, every field is TRL's."""
     trl_model, ours = _models()
     ids = torch.randint(1, 80, (3, 12))
-    labels = ids.masked_fill(torch.rand(3, 12) < 0.3, -100)
+    labels = ids.masked_fill(torch.rand(3, 12) < masked, -100)
+    labels[1] = -100
     mask = torch.ones_like(ids)
     a = trl_model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
     b = ours(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)

@@ -176,12 +176,24 @@ def _saved_per_token(meta: nn.Module, cfg: AdapterConfig, chosen: list, seq_len:
 
 def plan(model: str | os.PathLike | PretrainedConfig | nn.Module,
          adapter: AdapterConfig | dict | None = None, *, batch_size: int = 1, seq_len: int = 512,
-         device: str = "cpu", num_labels: int = 2, gradient_checkpointing: bool = False) -> MemoryPlan:
+         device: str = "cpu", num_labels: int = 2, gradient_checkpointing: bool | str = False) -> MemoryPlan:
     """Predict the peak memory of training `model` with `adapter` at this batch shape.
+    `gradient_checkpointing: "auto"` plans what the stage decides (`core.device.should_checkpoint`
+    on the planned activations; `settings["checkpointed"]` says which).
 
     p = plan("runs/base/model", AdapterConfig(method="qlora"), batch_size=4, seq_len=1024)
     print(p.table()); p.fits(parse_size("16GB"))
     """
+    if gradient_checkpointing == "auto":
+        from ..core.device import should_checkpoint
+
+        kept = plan(model, adapter, batch_size=batch_size, seq_len=seq_len, device=device, num_labels=num_labels)
+        state = sum(v for k, v in kept.parts.items() if k != "runtime") + kept.phases["step"]
+        on = should_checkpoint(kept.phases["activations"], state)
+        chosen = plan(model, adapter, batch_size=batch_size, seq_len=seq_len, device=device, num_labels=num_labels,
+                      gradient_checkpointing=on) if on else kept
+        return MemoryPlan({**chosen.settings, "gradient_checkpointing": "auto", "checkpointed": on},
+                          chosen.parts, chosen.phases)
     cfg = coerce(AdapterConfig, adapter)
     if device not in RUNTIME_BYTES:
         raise UserError(f'unknown device "{device}"', field="device", fix="use cpu or cuda")

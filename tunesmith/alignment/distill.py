@@ -91,7 +91,7 @@ def distill(config: DistillConfig | dict | str | None = None, **sections: Any) -
 
     def load(run: RunDir, dtype: str) -> SimpleNamespace:
         student, tok = load_policy(cfg.model, cfg.adapter,
-                                    gradient_checkpointing=cfg.train.gradient_checkpointing)
+                                    gradient_checkpointing=cfg.train.gradient_checkpointing is True)
         teacher_cfg = cfg.teacher.model_copy(update={"path": str(model_folder(cfg.teacher.path, "teacher.path"))})
         teacher = load_causal_lm(teacher_cfg.path, trust_remote_code=teacher_cfg.trust_remote_code,
                                  allow_pickle=teacher_cfg.allow_pickle).eval()

@@ -224,7 +224,7 @@ def run_preference(cfg: _PreferenceConfig, stage: str) -> StageResult:
 
     def load(run: RunDir, dtype: str) -> SimpleNamespace:
         model, tok = load_policy(cfg.model, cfg.adapter,
-                                  gradient_checkpointing=cfg.train.gradient_checkpointing)
+                                  gradient_checkpointing=cfg.train.gradient_checkpointing is True)
         data = stage_data(cfg.data, cfg.tasks, run, tok, "kto" if stage == "kto" else "preference")
         return SimpleNamespace(model=model, tok=tok, data=data, pairs=heldout_pairs(cfg.tasks, data),
                                eval=_eval_split(stage, cfg, data),

@@ -73,7 +73,7 @@ def reward(config: RewardConfig | dict | str | None = None, **sections) -> Stage
 
     def load(run: RunDir, dtype: str) -> SimpleNamespace:
         model, tok = load_policy(cfg.model, cfg.adapter, num_labels=1,
-                                  gradient_checkpointing=cfg.train.gradient_checkpointing)
+                                  gradient_checkpointing=cfg.train.gradient_checkpointing is True)
         data = _preference_data(cfg, run, tok)
         if not data.get("validation"):
             raise UserError("no held-out pairs to measure pairwise accuracy on", field="data.split.validation",

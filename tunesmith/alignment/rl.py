@@ -123,7 +123,7 @@ def rlhf(config: RLHFConfig | dict | str | None = None, *, reward_funcs: Sequenc
 
     def load(run: RunDir, dtype: str) -> SimpleNamespace:
         model, tok = load_policy(cfg.model, cfg.adapter,
-                                  gradient_checkpointing=cfg.train.gradient_checkpointing)
+                                  gradient_checkpointing=cfg.train.gradient_checkpointing is True)
         getattr(model, "get_base_model", lambda: model)().generation_config.eos_token_id = end_of_turn_ids(tok)
         train_ds, heldout = prompt_data(cfg, run, tok)
         _check_prompt_lengths(train_ds["prompt"], tok, cfg.generation.max_prompt_length, "training")

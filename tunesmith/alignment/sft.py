@@ -297,7 +297,7 @@ def sft(config: SFTConfig | dict | str | Path | None = None, **sections: Any) ->
 
     def load(run: RunDir, dtype: str) -> SimpleNamespace:
         model, tok = load_policy(cfg.model, cfg.adapter, chat_tokens=True,
-                                  gradient_checkpointing=cfg.train.gradient_checkpointing)
+                                  gradient_checkpointing=cfg.train.gradient_checkpointing is True)
         data = stage_data(cfg.data, cfg.tasks, run, tok, "instruction")
         train_ds = _truncate(tokenize_split(data["train"], tok, cfg.sft.loss, cfg.sft.reasoning), cfg.sft.max_length)
         eval_ds = _truncate(tokenize_split(data["validation"], tok, cfg.sft.loss, cfg.sft.reasoning), cfg.sft.max_length) \

@@ -13,7 +13,7 @@ import argparse
 import re
 import sys
 import types
-from typing import Any, Callable, Union, get_args, get_origin
+from typing import Any, Callable, Literal, Union, get_args, get_origin
 
 from ..core.config import config_keys, deep_merge, describe_fields, nest, parse_overrides, read_value
 from ..core.errors import UserError
@@ -37,9 +37,20 @@ class ConfigFlag(argparse.Action):
         namespace.config = {**getattr(namespace, "config", {}), self.key: value}
 
 
-def _is_bool(annotation: Any) -> bool:
-    return annotation is bool or (get_origin(annotation) in (Union, types.UnionType)
-                                  and set(get_args(annotation)) == {bool, type(None)})
+def _bool_words(annotation: Any) -> frozenset[str] | None:
+    """The words a switch-like key takes as its value (a bare flag means true), or None for a key
+    that is not a switch: `bool`, `bool | None`, and `bool | Literal["auto"]` (its words too)."""
+    if annotation is bool:
+        return frozenset(BOOL_WORDS)
+    options = set(get_args(annotation)) if get_origin(annotation) in (Union, types.UnionType) else set()
+    if bool not in options:
+        return None
+    words = set(BOOL_WORDS)
+    for o in options - {bool, type(None)}:
+        if get_origin(o) is not Literal:
+            return None
+        words.update(str(w).lower() for w in get_args(o))
+    return frozenset(words)
 
 
 def _is_list(annotation: Any) -> bool:
@@ -57,7 +68,7 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)  # --model must not abbreviate --model.family
         super().__init__(*args, **kwargs)
-        self.bool_flags: set[str] = set()
+        self.bool_flags: dict[str, frozenset[str]] = {}  # a switch's flag -> the values it takes
 
     def error(self, message: str):  # argparse prints usage + message; we print one line
         missing = _NO_VALUE.search(message)
@@ -76,7 +87,7 @@ class Parser(argparse.ArgumentParser):
             for cls in classes:
                 add_config_flags(self, cls)
             self.epilog = "\n\n".join(config_help(cls) for cls in classes)
-        args = [f"{a}=true" if a in self.bool_flags and (i + 1 == len(args) or args[i + 1].lower() not in BOOL_WORDS)
+        args = [f"{a}=true" if a in self.bool_flags and (i + 1 == len(args) or args[i + 1].lower() not in self.bool_flags[a])
                 else a for i, a in enumerate(args)]
         parsed, extra = super().parse_known_args(args, namespace)
         if n is not None:
@@ -96,8 +107,9 @@ def add_config_flags(parser: Parser, cls: type) -> None:
         if names:
             parser.add_argument(*names, action=ConfigFlag, key=k.key, is_list=_is_list(k.annotation),
                                 metavar="VALUE", help=argparse.SUPPRESS)
-            if _is_bool(k.annotation):
-                parser.bool_flags.update(names)
+            words = _bool_words(k.annotation)
+            if words is not None:
+                parser.bool_flags.update(dict.fromkeys(names, words))
 
 
 def add_alias(parser: Parser, flag: str, key: str, help: str, value: str | None = None, metavar: str = "VALUE",

@@ -230,6 +230,48 @@ def measure_dtype(model: Any, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
     return {**decision, "probe_seconds": round(time.perf_counter() - start, 2)}
 
 
+# `train.gradient_checkpointing: auto`: recompute activations when one micro-batch keeps at least
+# this much for backward and it outweighs (or does not fit beside) the rest of training's memory
+CHECKPOINT_MIN_BYTES = 256 * 2 ** 20
+
+
+def should_checkpoint(activations: float, state: float, available: float | None = None) -> bool:
+    """Whether `auto` recomputes activations: they are at least CHECKPOINT_MIN_BYTES (below that
+    the memory saved cannot matter and the ~1/3 more compute does) and either at least `state`
+    (weights, gradients and optimizer state: activations are most of the footprint, where TRL,
+    axolotl and unsloth checkpoint by default) or too much to fit beside it in `available`."""
+    if activations < CHECKPOINT_MIN_BYTES:
+        return False
+    return activations >= state or (available is not None and state + activations > available)
+
+
+def training_state_bytes(model: Any) -> float:
+    """Weights (each once, in their dtype) plus fp32 gradients and AdamW's two moments for every
+    trainable parameter: what training holds besides activations."""
+    params = {id(p): p for p in model.parameters()}.values()
+    return float(sum(p.numel() * p.element_size() + (12 * p.numel() if p.requires_grad else 0) for p in params))
+
+
+def measure_activations(model: Any, batch: dict[str, torch.Tensor], dtype: str) -> dict[str, Any]:
+    """The bytes autograd keeps for one forward+backward of `model` on `batch` in `dtype` (one
+    step, cached per machine, model and shape; the random state is left as it was). A step that
+    runs out of GPU memory is recorded as `out_of_memory` (the activations do not fit)."""
+    def compute() -> dict:
+        with torch.random.fork_rng(devices=[]):
+            was_training = model.training
+            model.train()
+            try:
+                _, kept = model_step(model, batch)(dtype)
+                return {"memory_mb": round(kept / 2 ** 20, 2)}
+            except torch.OutOfMemoryError:
+                model.zero_grad(set_to_none=True)
+                return {"out_of_memory": True}
+            finally:
+                model.train(was_training)
+
+    return cached("activations", {**model_key(model, batch), "dtype": dtype}, compute)
+
+
 def pick_dtype(requested: str = "auto", model: Any = None, batch: dict | None = None) -> str:
     """'fp32' or 'bf16'. An explicit choice is kept. auto: on GPU, bf16 where supported; on CPU,
     `measure_dtype(model, batch)` (fp32 when no model is given)."""

@@ -28,7 +28,10 @@ class TrainSection(Section):
     eval_steps: int = Field(100, ge=1, description="validation loss every N steps")
     save_steps: int = Field(100, ge=1, description="checkpoint every N steps")
     save_total_limit: int = Field(2, ge=1, description="keep the last K checkpoints")
-    gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
+    gradient_checkpointing: bool | Literal["auto"] = Field("auto", description=(
+        "recompute activations in backward instead of keeping them (~1/3 more compute, most activation memory "
+        "saved); auto: on when the activations one micro-batch keeps (measured) are at least 256 MiB and "
+        "either outweigh the weights, gradients and optimizer state or do not fit beside them"))
     report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
         default_factory=list,
         description="live loggers besides metrics.jsonl, any of tensorboard (RUN_DIR/tensorboard), mlflow "

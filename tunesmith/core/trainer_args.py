@@ -38,5 +38,5 @@ def training_kwargs(train: TrainSection, run: RunDir | str, dtype: str, has_eval
         eval_steps=train.eval_steps, save_strategy="steps", save_steps=train.save_steps,
         save_total_limit=train.save_total_limit, seed=train.seed, data_seed=train.seed, report_to=[],
         bf16=dtype == "bf16", use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
-        activation_checkpointing=train.gradient_checkpointing,
+        activation_checkpointing=train.gradient_checkpointing is True,  # auto: decided after loading
     )

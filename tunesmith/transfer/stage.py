@@ -138,7 +138,7 @@ def finetune(config: FinetuneConfig | dict | None = None, *, train_dataset: Data
             model.config.id2label = {i: str(v) for i, v in enumerate(labels)}
             model.config.label2id = {str(v): i for i, v in enumerate(labels)}
         model = apply(model, adapter, token_ids=trainable_token_ids(adapter, tokenizer),
-                      gradient_checkpointing=cfg.train.gradient_checkpointing)
+                      gradient_checkpointing=cfg.train.gradient_checkpointing is True)
         train_ds = _tokenize(train, tokenizer, cols, cfg.data.max_length).add_column(
             "labels", encode_labels(train, cols, labels, cfg.data.train or "train dataset"))
         eval_ds = None
