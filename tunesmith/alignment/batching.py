@@ -46,6 +46,34 @@ def pack_rows(dataset: Any, max_length: int, seed: int) -> Any:
     return pack_dataset(dataset.select_columns(["input_ids", "labels"]).shuffle(seed=seed), max_length, "bfd")
 
 
+def text_length(value: Any) -> int:
+    """Characters of a prompt or completion (a string, or a conversation's message contents): a
+    stand-in for its token count where only the order of lengths matters."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(text_length(m.get("content", "")) if isinstance(m, dict) else text_length(m) for m in value)
+    return len(str(value)) if value is not None else 0
+
+
+def grouped_order(lengths: list[int], batch: int, seed: int, mega: int = 50) -> list[int]:
+    """A row order for a sequential sampler whose consecutive `batch`-row runs hold similar
+    lengths (little padding), the batches in random order: a seeded shuffle, then groups of
+    `mega` batches sorted by length and cut into batches; full batches shuffled, the one partial
+    batch last (so every later run stays aligned to the batch size). As transformers'
+    LengthGroupedSampler, for trainers that must read rows in order (KTO's KL pairs)."""
+    rng = random.Random(seed)
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    ordered = []
+    for start in range(0, len(idx), batch * mega):
+        ordered += sorted(idx[start:start + batch * mega], key=lambda i: -lengths[i])
+    full = len(ordered) // batch * batch
+    batches = [ordered[i:i + batch] for i in range(0, full, batch)]
+    rng.shuffle(batches)
+    return [i for b in batches for i in b] + ordered[full:]
+
+
 def varlen_kernel(model: Any) -> bool:
     """Whether the model's attention has a variable-length kernel (FlashAttention), where one flat
     padding-free row costs no more than its examples apart."""

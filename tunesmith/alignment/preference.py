@@ -38,10 +38,11 @@ from ..core.errors import UserError
 from ..core.result import StageResult
 from ..core.rundir import RunDir, atomic_dir, is_main_process
 from ..core.train_config import RunSection, TrainSection
-from ..core.trainer_args import training_kwargs
+from ..core.trainer_args import batch_layout, training_kwargs
 from ..data import DataPrepConfig
 from ..hub.config import PushConfig
 from ..lifecycle import Training, run_stage
+from .batching import grouped_order, text_length
 from .common import ModelSection, load_policy
 from .stage_data import TasksSection, stage_data, task_scores
 from .pairs import heldout_pairs, pair_scores
@@ -155,7 +156,8 @@ def _shared(run: RunDir, name: str, dataset: Any) -> Any:
 
 # the per-token fields TRL's DPO and KTO trainers ask their fused LM head for (trl 1.16 `add_fused_lm_head`)
 TRL_HEAD_OUTPUTS = {"dpo": ("log_probs", "entropy", "mean_logits", "is_top1"), "kto": ("log_probs", "entropy", "mean_logits")}
-GROUPED_STAGES = ("dpo", "orpo", "simpo")  # paired batches: chosen and rejected padded together
+GROUPED_STAGES = ("dpo", "orpo", "simpo")  # paired batches: chosen and rejected padded together (reward too;
+# KTO's rows are put in length-grouped order instead: `batching.grouped_order`)
 
 
 def with_lengths(dataset: Any) -> Any:
@@ -233,6 +235,10 @@ def run_preference(cfg: _PreferenceConfig, stage: str) -> StageResult:
     def build(x: SimpleNamespace, run: RunDir, dtype: str, resuming: bool) -> Training:
         before = {**pair_scores(x.model, x.tok, x.pairs, "before/"), **task_scores(x.model, x.tok, cfg.tasks, "before/")}
         train_ds, eval_ds = x.data["train"], x.eval
+        if stage == "kto":  # KTO reads rows in order (its KL pairs are batch neighbours): grouped by length here
+            per_device, _ = batch_layout(cfg.train)
+            lengths = [text_length(r["prompt"]) + text_length(r["completion"]) for r in train_ds]
+            train_ds = train_ds.select(grouped_order(lengths, per_device, cfg.train.seed))
         if _precomputes(cfg, stage) and world_size() > 1:
             train_ds, eval_ds = (_shared(run, name, ds) for name, ds in (("train", train_ds), ("eval", eval_ds)))
         trainer = _trainer(cfg, stage, x.model, x.tok, run, dtype, train_ds, eval_ds)

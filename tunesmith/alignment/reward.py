@@ -69,6 +69,8 @@ def reward(config: RewardConfig | dict | str | None = None, **sections) -> Stage
     from trl import RewardConfig as TRLRewardConfig
     from trl import RewardTrainer
 
+    from .preference import with_lengths
+
     cfg = _with_score_head(coerce(RewardConfig, config, **sections))
 
     def load(run: RunDir, dtype: str) -> SimpleNamespace:
@@ -83,9 +85,14 @@ def reward(config: RewardConfig | dict | str | None = None, **sections) -> Stage
     def build(x: SimpleNamespace, run: RunDir, dtype: str, resuming: bool) -> Training:
         args = TRLRewardConfig(**training_kwargs(cfg.train, run, dtype, has_eval=True),
                                max_length=cfg.reward.max_length, disable_dropout=True,
-                               center_rewards_coefficient=cfg.reward.center_rewards_coefficient)
+                               center_rewards_coefficient=cfg.reward.center_rewards_coefficient,
+                               train_sampling_strategy="group_by_length", length_column_name="length",
+                               remove_unused_columns=False)
         trainer = RewardTrainer(model=x.model, args=args, train_dataset=x.data["train"],
                                 eval_dataset=x.data["validation"], processing_class=x.tok)
+        # chosen and rejected are padded together: pairs drawn grouped by length (the sampler reads `length`)
+        trainer.train_dataset = with_lengths(trainer.train_dataset)
+        trainer.eval_dataset = with_lengths(trainer.eval_dataset)  # transformers groups evaluation batches too
 
         def before() -> dict:
             out = _dropped(x.data, trainer)
