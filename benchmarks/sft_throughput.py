@@ -32,6 +32,7 @@ import os
 import random
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -222,7 +223,10 @@ def cli(doc: str, script: str, sides: tuple[str, ...], tiny_sides: str, unit: st
         return run_side(a.side, a.model, a.data, a, a.out)
     folder = Path(tempfile.mkdtemp(prefix=f"{title.split()[0].lower()}-bench-"))
     trl_sides = tuple(s for s in sides if s.startswith("trl"))
-    compare(script, a, (folder, *make_inputs(folder, a.preset, a.rows, a.max_length)), trl_sides, title)
+    try:
+        compare(script, a, (folder, *make_inputs(folder, a.preset, a.rows, a.max_length)), trl_sides, title)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # the model, data and every side's run folder
 
 
 def add_arguments(p: argparse.ArgumentParser, sides: tuple[str, ...], tiny_sides: str, unit: str) -> None:

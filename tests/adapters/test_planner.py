@@ -105,3 +105,19 @@ def test_parse_size_and_bad_inputs(tmp_path):
         parse_size("lots")
     with pytest.raises(UserError, match="no config.json"):
         plan(tmp_path)
+
+
+def test_auto_checkpointing_plans_what_the_stage_decides():
+    """`gradient_checkpointing: auto` plans recompute where the planned activations pass the stage's
+    rule (>= 256 MiB and at least the weights + gradients + optimizer state) and not where they do not."""
+    from tunesmith.core.device import should_checkpoint
+
+    config = nano("llama", layers=4, hidden=256, heads=4, intermediate=768).config
+    for batch, seq, expected in ((8, 1024, True), (1, 64, False)):
+        auto = plan(config, AdapterConfig(method="lora"), batch_size=batch, seq_len=seq, gradient_checkpointing="auto")
+        kept = plan(config, AdapterConfig(method="lora"), batch_size=batch, seq_len=seq)
+        forced = plan(config, AdapterConfig(method="lora"), batch_size=batch, seq_len=seq, gradient_checkpointing=True)
+        state = sum(v for k, v in kept.parts.items() if k != "runtime") + kept.phases["step"]
+        assert should_checkpoint(kept.phases["activations"], state) is expected
+        assert auto.settings["checkpointed"] is expected and auto.settings["gradient_checkpointing"] == "auto"
+        assert auto.total == (forced if expected else kept).total
