@@ -154,6 +154,9 @@ def choose_dtype(train: Any, loaded: Any) -> tuple[str, dict | None]:
     return probe["dtype"], probe
 
 
+SHORT_PROBE = 64  # tokens per row of the one step that measures activations when the stage gives no batch
+
+
 def choose_checkpointing(train: Any, loaded: Any, dtype: str, probe: dict | None) -> dict | None:
     """`train.gradient_checkpointing: auto` decided for the loaded model (an explicit true/false was
     applied when it loaded): the activations one micro-batch keeps in `dtype` (the dtype probe's
@@ -173,12 +176,16 @@ def choose_checkpointing(train: Any, loaded: Any, dtype: str, probe: dict | None
         return {"enabled": False, "requested": "auto", "reason": "FSDP: set train.gradient_checkpointing: true"}
     measured = (probe or {}).get("memory_mb", {}).get(dtype)
     if measured is None:
+        batch, scale = getattr(loaded, "probe_batch", None), 1.0
+        if batch is None:  # random tokens: a short row, scaled to the full length (activations grow linearly)
+            full = _probe_batch(train, loaded, model)["input_ids"]
+            batch, scale = {"input_ids": full[:, :SHORT_PROBE]}, full.shape[1] / min(SHORT_PROBE, full.shape[1])
         try:
             with (getattr(loaded, "probe_context", None) or nullcontext)():
-                record = measure_activations(model, _probe_batch(train, loaded, model), dtype)
+                record = measure_activations(model, batch, dtype)
         except Exception as e:  # noqa: BLE001 - a model the step cannot run keeps its activations, as before
             return {"enabled": False, "requested": "auto", "error": f"{type(e).__name__}: {e}"[:300]}
-        measured = record.get("memory_mb")
+        measured = None if record.get("memory_mb") is None else round(record["memory_mb"] * scale, 2)
     state, available = training_state_bytes(model), _available_bytes()
     enabled = measured is None or should_checkpoint(measured * 2 ** 20, state, available)  # None: out of memory
     if enabled:

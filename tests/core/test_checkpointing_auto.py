@@ -83,3 +83,20 @@ def test_the_flag_takes_auto_and_true_and_false(given, expected):
     assert TrainSection(**overrides(args, extra)).gradient_checkpointing == expected
     bare, extra = parser.parse_known_args(["--gradient_checkpointing", "--lr", "0.1"])  # a bare switch: true
     assert TrainSection(**overrides(bare, extra)).gradient_checkpointing is True
+
+
+def test_without_a_stage_batch_a_short_step_is_scaled_to_the_full_length(monkeypatch, tmp_path):
+    """Stages that give no batch are measured on a 64-token row of random tokens, scaled to the
+    model's context (up to 512): within a quarter of measuring the full length (activations grow
+    linearly with the tokens under sdpa)."""
+    from tunesmith.core.device import measure_activations
+    from tunesmith.lifecycle import SHORT_PROBE, choose_checkpointing
+
+    monkeypatch.setenv("TUNESMITH_CACHE_DIR", str(tmp_path))
+    model = _lora()
+    length = min(512, model.config.max_position_embeddings)
+    assert length > SHORT_PROBE
+    record = choose_checkpointing(TrainSection(batch_size=2), SimpleNamespace(model=model), "fp32", None)
+    ids = torch.randint(0, 512, (2, length), generator=torch.Generator().manual_seed(0))
+    full = measure_activations(model, {"input_ids": ids}, "fp32")["memory_mb"]
+    assert record["enabled"] is False and abs(record["activations_mb"] / full - 1) < 0.25
