@@ -63,10 +63,11 @@ def open_run(run_cfg: Any, stage: str) -> RunDir:
 
 def resume_checkpoint(run: RunDir, resume: bool) -> Path | None:
     """With `resume`, the last complete checkpoint, metrics.jsonl cut back to its step (so no
-    step is logged twice); otherwise None (train from the start)."""
+    step is logged twice; with no checkpoint yet training starts over, and so does metrics.jsonl);
+    otherwise None (train from the start)."""
     ckpt = last_checkpoint(run.checkpoints) if resume else None
-    if ckpt is not None:
-        run.truncate_metrics_after(int(ckpt.name.split("-")[-1]))
+    if resume:
+        run.truncate_metrics_after(int(ckpt.name.split("-")[-1]) if ckpt is not None else -1)
     return ckpt
 
 

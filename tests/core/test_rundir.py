@@ -70,3 +70,21 @@ def test_default_run_dirs_of_the_same_second_do_not_collide(tmp_path):
     first.mkdir(parents=True)
     second = default_run_dir("sft", tmp_path)
     assert second != first and second.name.startswith(first.name[:len("sft-")])
+
+
+def test_resume_before_any_checkpoint_starts_metrics_over(tmp_path):
+    """A run stopped before its first checkpoint, resumed: training starts at step 0 again, and
+    metrics.jsonl with it (no step logged twice)."""
+    import tunesmith as ts
+
+    from helpers import tiny_config, write_corpus
+
+    cfg = tiny_config(tmp_path, write_corpus(tmp_path / "c.txt", 30),
+                      train={"max_steps": 4, "logging_steps": 1, "save_steps": 1000}, run={"sample_tokens": 0})
+    import shutil
+
+    ts.pretrain(cfg)
+    shutil.rmtree(tmp_path / "run" / "checkpoints")  # as if killed before its first checkpoint
+    again = ts.pretrain({**cfg, "run": {**cfg["run"], "resume": True}})
+    steps = [r["step"] for r in RunDir(again.run_dir).read_metrics() if "loss" in r]
+    assert steps == sorted(set(steps)) == [1, 2, 3, 4]
