@@ -105,18 +105,25 @@ def run_stage(stage: str, cfg: Any, load: Callable[[RunDir, str], Any],
         trainer.add_callback(callback)
     console_progress(trainer)  # a bar on stderr; metrics go to metrics.jsonl
 
-    metrics = plan.before() if callable(plan.before) else dict(plan.before)
-    t0 = time.perf_counter()
-    out = run_training(trainer, resume)
-    metrics.update(train_seconds=round(time.perf_counter() - t0, 2), train_loss=out.training_loss,
-                   steps=trainer.state.global_step, train_tokens=trainer.state.num_input_tokens_seen)
-    if plan.after is not None:
-        metrics.update(plan.after(trainer.model))
-    save = plan.save or (lambda run_, model: save_output(run_, model, trainer.processing_class, adapter,
-                                                         cfg.model.path))
-    path = save(run, trainer.model)
-    extra = plan.finish(trainer.model) if plan.finish is not None else {}
-    run.write_json("results.json", {"metrics": metrics, "model_path": str(path), **extra})
+    try:
+        metrics = plan.before() if callable(plan.before) else dict(plan.before)
+        t0 = time.perf_counter()
+        out = run_training(trainer, resume)
+        metrics.update(train_seconds=round(time.perf_counter() - t0, 2), train_loss=out.training_loss,
+                       steps=trainer.state.global_step, train_tokens=trainer.state.num_input_tokens_seen)
+        if plan.after is not None:
+            metrics.update(plan.after(trainer.model))
+        save = plan.save or (lambda run_, model: save_output(run_, model, trainer.processing_class, adapter,
+                                                             cfg.model.path))
+        path = save(run, trainer.model)
+        extra = plan.finish(trainer.model) if plan.finish is not None else {}
+        run.write_json("results.json", {"metrics": metrics, "model_path": str(path), **extra})
+    except BaseException:
+        if cfg.train.report_to:
+            from .report.trackers import fail_trackers
+
+            fail_trackers(run.path)  # the MLflow/W&B runs end as failed now, not at the next stage or exit
+        raise
     finish_run(run, trainer.state.global_step, getattr(cfg, "push_to_hub", None))
     return result_cls(run.path, path, metrics, **extra)
 

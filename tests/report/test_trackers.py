@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -165,8 +166,12 @@ def test_wandb_runs_offline_in_the_run_dir(tmp_path, clean_env):
     result = _pretrain(tmp_path, ["wandb"])
     [folder] = (result.run_dir / "wandb").glob("offline-run-*")
     [log] = folder.glob("*.wandb")
-    records = _wandb_records(log)
-    kinds = [r.WhichOneof("record_type") for r in records]
+    for _ in range(50):  # W&B's service process writes the offline log; under load it can trail finish()
+        records = _wandb_records(log)
+        kinds = [r.WhichOneof("record_type") for r in records]
+        if "exit" in kinds:
+            break
+        time.sleep(0.2)
     assert "exit" in kinds and wandb.run is None  # finished
     [run] = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert run.display_name == "run" and run.project == "tunesmith"
@@ -189,3 +194,30 @@ def test_wandb_runs_offline_in_the_run_dir(tmp_path, clean_env):
     saved = {f.path for r in records if r.WhichOneof("record_type") == "files" for f in r.files.files}
     assert {"tunesmith/config.yaml", "tunesmith/report.html", "tunesmith/report.md", "tunesmith/plots/loss.png"} <= saved
     assert (folder / "files" / "tunesmith" / "report.html").read_text() == (result.run_dir / "report.html").read_text()
+
+
+@needs_mlflow
+def test_a_stage_failing_mid_training_ends_its_mlflow_run_as_failed(tmp_path, clean_env, monkeypatch):
+    """NaN at step 2 with `on_nonfinite: stop`: the stage raises, and its MLflow run is FAILED and
+    no longer active right then (not left open until the next stage or exit)."""
+    import mlflow
+
+    from tunesmith.core.errors import TrainingStopped
+    from tunesmith.pretraining.trainer import PretrainTrainer
+
+    original = PretrainTrainer.compute_loss
+
+    def compute_loss(self, model, inputs, *a, **kw):
+        loss = original(self, model, inputs, *a, **kw)
+        return loss * float("nan") if model.training and self.state.global_step + 1 == 2 else loss
+    monkeypatch.setattr(PretrainTrainer, "compute_loss", compute_loss)
+    uri = (tmp_path / "store").as_uri()
+    clean_env.setenv("MLFLOW_TRACKING_URI", uri)
+    clean_env.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    clean_env.setenv("MLFLOW_EXPERIMENT_NAME", "failing")  # not the experiment an earlier test left active
+    with pytest.raises(TrainingStopped, match="step 2"):
+        _pretrain(tmp_path, ["mlflow"])
+    assert mlflow.active_run() is None
+    _, run = _mlflow_run(uri)
+    assert run.info.status == "FAILED"
+    assert [m.step for m in _mlflow_run(uri)[0].get_metric_history(run.info.run_id, "loss")] == [1]

@@ -324,12 +324,27 @@ def _finish_wandb(run_dir: Path, step: int | None) -> str:
     return run.id
 
 
-def _end_stale(tracker: str, run_dir: Path) -> None:
+def fail_trackers(run_dir: str | os.PathLike) -> None:
+    """A stage that fails after its trackers opened: the MLflow/W&B runs tunesmith started for
+    `run_dir` end now as failed (and the run-folder MLflow store is let go), not at the next
+    stage or at exit."""
+    for tracker in _OPEN:
+        _end_stale(tracker, Path(run_dir), only=_key(run_dir))
+    if _DEFAULT_MLFLOW_URI and importlib.util.find_spec("mlflow") is not None:
+        import mlflow
+
+        if mlflow.active_run() is None and mlflow.get_tracking_uri() in _DEFAULT_MLFLOW_URI:
+            mlflow.set_tracking_uri(None)
+            _DEFAULT_MLFLOW_URI.clear()
+
+
+def _end_stale(tracker: str, run_dir: Path, only: str | None = None) -> None:
     """A tracking run tunesmith opened for another run folder and never finished (that stage
-    failed) is ended as failed, so this run does not log into it."""
+    failed) is ended as failed, so this run does not log into it; with `only`, the run opened for
+    that run folder key instead (`fail_trackers`)."""
     key = _key(run_dir)
     for other, (run_id, owned) in list(_OPEN[tracker].items()):
-        if other == key:
+        if (other != only) if only is not None else (other == key):
             continue
         del _OPEN[tracker][other]
         if not owned:
