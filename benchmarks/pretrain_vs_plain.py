@@ -22,6 +22,7 @@ round, and the median over rounds is printed.
 
     python benchmarks/pretrain_vs_plain.py [--rounds 3] [--steps 40] [--warmup 5]
     python benchmarks/pretrain_vs_plain.py --small-steps   # 0.2M parameters, 512 tokens a step
+    python benchmarks/pretrain_vs_plain.py --same-process  # every side in this process, alternating
     python benchmarks/pretrain_vs_plain.py --tiny          # seconds: tiny model and data
 """
 from __future__ import annotations
@@ -107,7 +108,10 @@ def side_tunesmith(work: Path, s: dict) -> dict:
 
     CallbackHandler.on_step_end = on_step_end
     start = time.perf_counter()
-    result = ts.pretrain(pretrain_config(work, s, "run-tunesmith"))
+    try:
+        result = ts.pretrain(pretrain_config(work, s, "run-tunesmith"))
+    finally:
+        CallbackHandler.on_step_end = original  # (--same-process runs this side again in this process)
     total = time.perf_counter() - start
     out = window(marks, s["warmup"])
     params = result.metrics["parameters"]
@@ -247,6 +251,11 @@ def window(marks: list[tuple[float, float, int]], warmup: int) -> dict:
 
 
 def run_side(side: str, work: Path, s: dict) -> dict:
+    if s.get("same_process"):  # every side in this process: no process-level difference between them
+        import torch
+
+        torch.set_num_threads(1)
+        return globals()[f"side_{side}"](work, s)
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", TQDM_DISABLE="1",
                OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     proc = subprocess.run([sys.executable, __file__, "--side", side, "--work", str(work), "--settings", json.dumps(s)],
@@ -278,6 +287,9 @@ def main() -> None:
     ap.add_argument("--block", type=int)
     ap.add_argument("--fused-adamw", action="store_true",
                     help="the plain loops use torch's fused AdamW (the Trainer's default) instead of torch's default")
+    ap.add_argument("--same-process", action="store_true",
+                    help="run every side in this one process (alternating) instead of a fresh process each: "
+                         "the heap, imports and threads are the same for all, only the training loop differs")
     ap.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     ap.add_argument("--settings", help=argparse.SUPPRESS)
@@ -291,8 +303,9 @@ def main() -> None:
         return
     s = dict(TINY if args.tiny else SMALL_STEPS if args.small_steps else FULL)
     s.update({k: v for k, v in vars(args).items() if k in s and v is not None})
-    s["fused_adamw"] = args.fused_adamw
-    print(f"machine: {machine()}; torch threads 1 per side; fp32 on every side")
+    s["fused_adamw"], s["same_process"] = args.fused_adamw, args.same_process
+    print(f"machine: {machine()}; torch threads 1 per side; fp32 on every side; "
+          f"{'all sides in one process' if s['same_process'] else 'each side a fresh process'}")
     print(f"shape: {s['layers']} layers x {s['hidden']} hidden, {s['heads']} heads, vocab {s['vocab']}; "
           f"batch {s['batch']} x block {s['block']}; {s['steps']} steps, the first {s['warmup']} untimed; "
           f"{s['rounds']} round(s); plain loops' AdamW: {'fused' if s['fused_adamw'] else 'torch default (foreach)'}",

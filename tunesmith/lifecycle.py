@@ -28,6 +28,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Iterator
 
 from transformers import TrainerCallback, set_seed
@@ -81,8 +82,8 @@ def run_stage(stage: str, cfg: Any, load: Callable[[RunDir, str], Any],
     with _removed_on_failure(run):  # a run that fails before training leaves no folder behind
         with main_process_first():  # the others reuse what it prepared (the dtype probe's cache too)
             loaded = load(run, cfg.train.dtype)
+            checkpointing = choose_checkpointing(cfg.train, loaded)  # first: the dtype probe times what trains
             dtype, probe = choose_dtype(cfg.train, loaded)
-            checkpointing = choose_checkpointing(cfg.train, loaded, dtype, probe)
         environment = dict(getattr(loaded, "environment", {}))
         if probe is not None:
             environment["dtype_probe"] = probe
@@ -163,42 +164,59 @@ def choose_dtype(train: Any, loaded: Any) -> tuple[str, dict | None]:
 
 
 SHORT_PROBE = 64  # tokens per row of the one step that measures activations when the stage gives no batch
+PROBE_ROWS = 2  # rows of the stage's batch that step runs (its activations scaled to the whole batch)
 
 
-def choose_checkpointing(train: Any, loaded: Any, dtype: str, probe: dict | None) -> dict | None:
-    """`train.gradient_checkpointing: auto` decided for the loaded model (an explicit true/false was
-    applied when it loaded): the activations one micro-batch keeps in `dtype` (the dtype probe's
-    figure, else one measured step) against the weights, gradients and optimizer state and the
-    free memory (`core.device.should_checkpoint`); when on, the model recomputes them from here.
-    Returns the record for environment.json, or None when there is nothing to decide."""
+def choose_checkpointing(train: Any, loaded: Any) -> dict | None:
+    """`train.gradient_checkpointing: auto` for the loaded model: the stage's decision when it made
+    one while loading (SFT decides before it times its batch layouts), else `decide_checkpointing`
+    on the stage's probe batch."""
+    if hasattr(loaded, "checkpointing"):
+        return loaded.checkpointing
+    model = getattr(loaded, "model", None)
+    return decide_checkpointing(train, model, getattr(loaded, "probe_batch", None),
+                                getattr(loaded, "probe_context", None)) if model is not None else None
+
+
+def decide_checkpointing(train: Any, model: Any, batch: dict | None = None,
+                         context: Callable[[], Any] | None = None) -> dict | None:
+    """`train.gradient_checkpointing: auto` decided for `model` (an explicit true/false was applied
+    when it loaded; None then): the activations one micro-batch keeps for backward, measured in
+    fp32 by one forward+backward of `PROBE_ROWS` rows of `batch` (else a `SHORT_PROBE`-token row of
+    random tokens) and scaled to the whole micro-batch, against the weights, gradients and
+    optimizer state and the free memory (`core.device.should_checkpoint`). When on, the model
+    recomputes them from here, before the dtype probe and the batching probe time it, so those
+    time the step as it trains and never hold the activations checkpointing avoids. Returns the
+    record for environment.json."""
     from .core.device import _available_bytes, measure_activations, should_checkpoint, training_state_bytes
     from .core.distributed import requested_type, world_size
 
-    model = getattr(loaded, "model", None)
-    if train.gradient_checkpointing != "auto" or model is None or not hasattr(model, "config"):
+    if train.gradient_checkpointing != "auto" or not hasattr(model, "config"):
         return None
     target = model.get_base_model() if hasattr(model, "get_base_model") else model
     if not getattr(target, "supports_gradient_checkpointing", False):
         return {"enabled": False, "requested": "auto", "reason": f"{type(target).__name__} cannot checkpoint"}
     if world_size() > 1 and requested_type() == "FSDP":  # FSDP checkpoints through its own plugin
         return {"enabled": False, "requested": "auto", "reason": "FSDP: set train.gradient_checkpointing: true"}
-    measured = (probe or {}).get("memory_mb", {}).get(dtype)
-    if measured is None:
-        batch, scale = getattr(loaded, "probe_batch", None), 1.0
-        if batch is None:  # random tokens: a short row, scaled to the full length (activations grow linearly)
-            full = _probe_batch(train, loaded, model)["input_ids"]
-            batch, scale = {"input_ids": full[:, :SHORT_PROBE]}, full.shape[1] / min(SHORT_PROBE, full.shape[1])
-        try:
-            with (getattr(loaded, "probe_context", None) or nullcontext)():
-                record = measure_activations(model, batch, dtype)
-        except Exception as e:  # noqa: BLE001 - a model the step cannot run keeps its activations, as before
-            return {"enabled": False, "requested": "auto", "error": f"{type(e).__name__}: {e}"[:300]}
-        measured = None if record.get("memory_mb") is None else round(record["memory_mb"] * scale, 2)
+    if batch is None:  # random tokens: a short row, scaled to the full length (activations grow linearly)
+        full = _probe_batch(train, SimpleNamespace(), model)["input_ids"]
+        rows = full[:, :SHORT_PROBE]
+        batch, scale = {"input_ids": rows}, full.numel() / rows.numel()
+    else:
+        count = len(next(iter(batch.values())))
+        keep = min(PROBE_ROWS, count)
+        batch, scale = {k: v[:keep] for k, v in batch.items()}, count / keep
+    try:
+        with (context or nullcontext)():
+            record = measure_activations(model, batch, "fp32")
+    except Exception as e:  # noqa: BLE001 - a model the step cannot run keeps its activations, as before
+        return {"enabled": False, "requested": "auto", "error": f"{type(e).__name__}: {e}"[:300]}
+    measured = None if record.get("memory_mb") is None else round(record["memory_mb"] * scale, 2)
     state, available = training_state_bytes(model), _available_bytes()
     enabled = measured is None or should_checkpoint(measured * 2 ** 20, state, available)  # None: out of memory
     if enabled:
         target.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    return {"enabled": enabled, "requested": "auto", "activations_mb": measured,
+    return {"enabled": enabled, "requested": "auto", "activations_mb": measured, "measured_in": "fp32",
             "state_mb": round(state / 2 ** 20, 1),
             "available_mb": None if available is None else round(available / 2 ** 20)}
 

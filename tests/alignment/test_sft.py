@@ -122,9 +122,9 @@ def test_sft_runs_and_loss_falls(tiny, tmp_path, method, batching, monkeypatch):
         rates = env["batching"]["tokens_per_s"]
         assert set(rates) == {"packed_rows", "padding"} and env["batching"]["choice"] == max(rates, key=rates.get)
         assert env["dtype"] == env["dtype_probe"]["dtype"] and env["dtype_probe"]["seconds"]["fp32"] > 0
-        ckpt = env["activation_checkpointing"]   # auto: the probe's activations, far under 256 MiB here: off
+        ckpt = env["activation_checkpointing"]   # auto: measured before the layouts were timed; far under 256 MiB
         assert ckpt["requested"] == "auto" and ckpt["enabled"] is False
-        assert ckpt["activations_mb"] == env["dtype_probe"]["memory_mb"][env["dtype"]] and ckpt["state_mb"] > 0
+        assert 0 < ckpt["activations_mb"] < 256 and ckpt["state_mb"] > 0 and ckpt["measured_in"] == "fp32"
         assert config_attention(result.model_path) is None               # the saved model names no tunesmith attention
         return
     assert {"before/exact_match", "after/exact_match/upper", "train_tokens"} <= set(result.metrics)

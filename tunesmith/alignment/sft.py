@@ -41,7 +41,7 @@ from ..core.trainer_args import batch_layout, training_kwargs
 from ..data import DataPrepConfig, render_messages
 from ..data.chat import has_extras, unrendered
 from ..hub.config import PushConfig
-from ..lifecycle import Training, run_stage
+from ..lifecycle import Training, decide_checkpointing, run_stage
 from . import batching
 from .common import ModelSection, load_policy
 from .packed import PackedRowsCollator, use_packed_attention
@@ -276,11 +276,17 @@ def _layout(cfg: SFTConfig, model: Any, tok: Any, train_ds: Any) -> dict[str, An
     labelled = batching.with_labels(train_ds)
     packed = batching.pack_rows(labelled, cfg.sft.max_length, cfg.train.seed) \
         if batching.supports_packed_rows(model) else None
+    # activation checkpointing (auto) first, on a batch as packed rows would train: the layouts are then
+    # timed as they will train, and never hold the activations checkpointing avoids
+    first = "packed_rows" if packed is not None else "padding"
+    sample = batching.sample_batches(first, labelled, packed, per_device, pad_id, count=1)[0][0]
+    checkpointing = decide_checkpointing(cfg.train, model, {k: v for k, v in sample.items() if k in batching.MODEL_INPUTS},
+                                         batching.context(first, model))
     mode, record = batching.choose(model, labelled, packed, per_device, pad_id, requested)
     probe = batching.sample_batches(mode, labelled, packed, per_device, pad_id, count=1)[0][0]
     return {"train": packed if mode == "packed_rows" else labelled, "mode": mode, "record": record,
             "pad_id": pad_id, "probe_batch": {k: v for k, v in probe.items() if k in batching.MODEL_INPUTS},
-            "probe_context": batching.context(mode, model)}
+            "probe_context": batching.context(mode, model), "checkpointing": checkpointing}
 
 
 def sft(config: SFTConfig | dict | str | Path | None = None, **sections: Any) -> StageResult:

@@ -167,12 +167,14 @@ def probe_cache() -> Path:
 
 def model_key(model: Any, batch: dict[str, Any]) -> dict[str, Any]:
     """What a step's cost depends on besides the machine: the model's config, which weights
-    train, and the batch's shapes."""
+    train, whether it recomputes activations, and the batch's shapes."""
     config = getattr(model, "config", None)
     described = config.to_json_string(use_diff=False) if hasattr(config, "to_json_string") else repr(config)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return {"model": hashlib.sha256(described.encode()).hexdigest()[:16], "trainable": trainable,
             "class": type(model).__name__,
+            "recompute": bool(getattr(base, "is_activation_checkpointing", False)),
             "shapes": {k: list(v.shape) for k, v in sorted(batch.items()) if hasattr(v, "shape")}}
 
 
