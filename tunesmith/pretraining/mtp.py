@@ -63,7 +63,8 @@ def causal_lm_losses(model: nn.Module, input_ids: torch.Tensor, labels: torch.Te
                      heads: nn.ModuleList | None = None) -> list[torch.Tensor]:
     """One loss per head (a single loss for a plain next-token model). `model` may be a
     DDP/accelerate wrapper: the forward goes through it; `heads` are the extra heads."""
-    out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=bool(heads))
+    # use_cache=False: HF decoders otherwise build a KV cache in training forwards too (~1 % of a step)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=bool(heads), use_cache=False)
     losses = [shifted_ce(out.logits, labels, 1)]
     if heads:
         hidden = out.hidden_states[-1]  # after the final norm, for every preset family
