@@ -237,7 +237,10 @@ def run_preference(cfg: _PreferenceConfig, stage: str) -> StageResult:
         train_ds, eval_ds = x.data["train"], x.eval
         if stage == "kto":  # KTO reads rows in order (its KL pairs are batch neighbours): grouped by length here
             per_device, _ = batch_layout(cfg.train)
-            lengths = [text_length(r["prompt"]) + text_length(r["completion"]) for r in train_ds]
+            # unpaired rows (prompt, completion, label), or pairs TRL splits in two (prompt, chosen, rejected)
+            answers = [k for k in ("completion", "chosen", "rejected") if k in train_ds.column_names]
+            lengths = [text_length(r.get("prompt")) + max((text_length(r[k]) for k in answers), default=0)
+                       for r in train_ds]
             train_ds = train_ds.select(grouped_order(lengths, per_device, cfg.train.seed))
         if _precomputes(cfg, stage) and world_size() > 1:
             train_ds, eval_ds = (_shared(run, name, ds) for name, ds in (("train", train_ds), ("eval", eval_ds)))
