@@ -28,7 +28,6 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable, Iterator
 
 from transformers import TrainerCallback, set_seed
@@ -129,19 +128,15 @@ def run_stage(stage: str, cfg: Any, load: Callable[[RunDir, str], Any],
     return result_cls(run.path, path, metrics, **extra)
 
 
-def _probe_batch(train: Any, loaded: Any, model: Any) -> dict:
-    """The stage's `probe_batch` (a batch as it trains on), else random tokens: one micro-batch of
-    the model's context, up to 512."""
+def _random_batch(train: Any, model: Any) -> dict:
+    """Random tokens for a stage that gives no batch of its own: one micro-batch of the model's
+    context, up to 512."""
     import torch
 
-    batch = getattr(loaded, "probe_batch", None)
-    if batch is None:
-        per_device, _ = batch_layout(train)
-        length = min(512, getattr(model.config, "max_position_embeddings", None) or 512)
-        vocab = getattr(model.config, "vocab_size", None) or 2
-        batch = {"input_ids": torch.randint(0, vocab, (per_device, length),
-                                            generator=torch.Generator().manual_seed(0))}
-    return batch
+    per_device, _ = batch_layout(train)
+    length = min(512, getattr(model.config, "max_position_embeddings", None) or 512)
+    vocab = getattr(model.config, "vocab_size", None) or 2
+    return {"input_ids": torch.randint(0, vocab, (per_device, length), generator=torch.Generator().manual_seed(0))}
 
 
 def choose_dtype(train: Any, loaded: Any) -> tuple[str, dict | None]:
@@ -157,7 +152,7 @@ def choose_dtype(train: Any, loaded: Any) -> tuple[str, dict | None]:
         return pick_dtype(train.dtype), None
     try:
         with (getattr(loaded, "probe_context", None) or nullcontext)():
-            probe = measure_dtype(model, _probe_batch(train, loaded, model))
+            probe = measure_dtype(model, getattr(loaded, "probe_batch", None) or _random_batch(train, model))
     except Exception as e:  # noqa: BLE001 - a model the probe cannot step trains in fp32, as before the probe
         return "fp32", {"dtype": "fp32", "error": f"{type(e).__name__}: {e}"[:300]}
     return probe["dtype"], probe
@@ -199,7 +194,7 @@ def decide_checkpointing(train: Any, model: Any, batch: dict | None = None,
     if world_size() > 1 and requested_type() == "FSDP":  # FSDP checkpoints through its own plugin
         return {"enabled": False, "requested": "auto", "reason": "FSDP: set train.gradient_checkpointing: true"}
     if batch is None:  # random tokens: a short row, scaled to the full length (activations grow linearly)
-        full = _probe_batch(train, SimpleNamespace(), model)["input_ids"]
+        full = _random_batch(train, model)["input_ids"]
         rows = full[:, :SHORT_PROBE]
         batch, scale = {"input_ids": rows}, full.numel() / rows.numel()
     else:

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..core.device import cached, model_key
+from ..core.device import cached, model_key, probing
 from .packed import PackedRowsCollator, packed_attention, supports_packed_rows
 
 PROBE_BATCHES = 2  # per layout: one warm-up, one timed
@@ -154,15 +154,10 @@ def choose(model: Any, labelled: Any, packed: Any, per_device: int, pad_id: int,
 
     def measure() -> dict:
         rates = {}
-        with torch.random.fork_rng(devices=[]):
-            was_training = model.training
-            model.train()
-            try:
-                for mode in options:
-                    rates[mode] = round(time_layout(model, sample_batches(mode, labelled, packed, per_device, pad_id),
-                                                    context(mode, model)), 1)
-            finally:
-                model.train(was_training)
+        with probing(model):
+            for mode in options:
+                rates[mode] = round(time_layout(model, sample_batches(mode, labelled, packed, per_device, pad_id),
+                                                context(mode, model)), 1)
         return {"choice": max(rates, key=rates.get), "tokens_per_s": rates}
 
     lengths = [len(x) for x in labelled["input_ids"]]

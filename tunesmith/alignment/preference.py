@@ -173,12 +173,26 @@ def with_lengths(dataset: Any) -> Any:
     return dataset.remove_columns([c for c in ("length",) if c in dataset.column_names]).add_column("length", lengths)
 
 
+# what a trainer's arguments say for pairs drawn grouped by length (`group_by_length` adds the column)
+GROUPED_ARGS = {"train_sampling_strategy": "group_by_length", "length_column_name": "length"}
+
+
+def group_by_length(trainer: Any) -> None:
+    """Give a paired trainer's tokenized datasets the `length` column its length-grouped samplers
+    (training and, in transformers, evaluation too) read (its arguments carry GROUPED_ARGS)."""
+    trainer.train_dataset = with_lengths(trainer.train_dataset)
+    if isinstance(trainer.eval_dataset, dict):
+        trainer.eval_dataset = {k: with_lengths(v) for k, v in trainer.eval_dataset.items()}
+    elif trainer.eval_dataset is not None:
+        trainer.eval_dataset = with_lengths(trainer.eval_dataset)
+
+
 def _trainer(cfg: _PreferenceConfig, stage: str, model: Any, tok: Any, run: Any, dtype: str, train_ds: Any,
              eval_ds: Any) -> Any:
     """TRL's trainer for `stage`, its config built from the shared training kwargs + the stage block."""
     base = dict(training_kwargs(cfg.train, run, dtype, eval_ds is not None), remove_unused_columns=False)
     if stage in GROUPED_STAGES:  # the `length` column is added once TRL has tokenized (`with_lengths`)
-        base.update(train_sampling_strategy="group_by_length", length_column_name="length")
+        base.update(GROUPED_ARGS)
     common = dict(model=model, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tok)
     if stage == "dpo":
         d = cfg.dpo
@@ -238,9 +252,10 @@ def run_preference(cfg: _PreferenceConfig, stage: str) -> StageResult:
         if stage == "kto":  # KTO reads rows in order (its KL pairs are batch neighbours): grouped by length here
             per_device, _ = batch_layout(cfg.train)
             # unpaired rows (prompt, completion, label), or pairs TRL splits in two (prompt, chosen, rejected)
-            answers = [k for k in ("completion", "chosen", "rejected") if k in train_ds.column_names]
-            lengths = [text_length(r.get("prompt")) + max((text_length(r[k]) for k in answers), default=0)
-                       for r in train_ds]
+            answers = [train_ds[k] for k in ("completion", "chosen", "rejected") if k in train_ds.column_names]
+            prompts = train_ds["prompt"] if "prompt" in train_ds.column_names else [None] * train_ds.num_rows
+            lengths = [text_length(p) + max((text_length(a[i]) for a in answers), default=0)
+                       for i, p in enumerate(prompts)]
             train_ds = train_ds.select(grouped_order(lengths, per_device, cfg.train.seed))
         if _precomputes(cfg, stage) and world_size() > 1:
             train_ds, eval_ds = (_shared(run, name, ds) for name, ds in (("train", train_ds), ("eval", eval_ds)))
@@ -250,12 +265,8 @@ def run_preference(cfg: _PreferenceConfig, stage: str) -> StageResult:
                 ("log_sum_sq_probs",) if getattr(trainer, "use_weighting", False) else ()))
             if getattr(trainer, "ref_model", None) is not None:
                 plain_lm_head(trainer.ref_model)
-        if stage in GROUPED_STAGES:  # the length-grouped samplers read a `length` column
-            trainer.train_dataset = with_lengths(trainer.train_dataset)
-            if isinstance(trainer.eval_dataset, dict):
-                trainer.eval_dataset = {k: with_lengths(v) for k, v in trainer.eval_dataset.items()}
-            elif trainer.eval_dataset is not None:
-                trainer.eval_dataset = with_lengths(trainer.eval_dataset)
+        if stage in GROUPED_STAGES:
+            group_by_length(trainer)
 
         def after(trained: Any) -> dict[str, Any]:
             scores = trainer.evaluate() if eval_ds is not None else {}

@@ -69,7 +69,7 @@ def reward(config: RewardConfig | dict | str | None = None, **sections) -> Stage
     from trl import RewardConfig as TRLRewardConfig
     from trl import RewardTrainer
 
-    from .preference import with_lengths
+    from .preference import GROUPED_ARGS, group_by_length
 
     cfg = _with_score_head(coerce(RewardConfig, config, **sections))
 
@@ -86,13 +86,10 @@ def reward(config: RewardConfig | dict | str | None = None, **sections) -> Stage
         args = TRLRewardConfig(**training_kwargs(cfg.train, run, dtype, has_eval=True),
                                max_length=cfg.reward.max_length, disable_dropout=True,
                                center_rewards_coefficient=cfg.reward.center_rewards_coefficient,
-                               train_sampling_strategy="group_by_length", length_column_name="length",
-                               remove_unused_columns=False)
+                               **GROUPED_ARGS, remove_unused_columns=False)
         trainer = RewardTrainer(model=x.model, args=args, train_dataset=x.data["train"],
                                 eval_dataset=x.data["validation"], processing_class=x.tok)
-        # chosen and rejected are padded together: pairs drawn grouped by length (the sampler reads `length`)
-        trainer.train_dataset = with_lengths(trainer.train_dataset)
-        trainer.eval_dataset = with_lengths(trainer.eval_dataset)  # transformers groups evaluation batches too
+        group_by_length(trainer)  # chosen and rejected are padded together: pairs drawn grouped by length
 
         def before() -> dict:
             out = _dropped(x.data, trainer)

@@ -10,6 +10,7 @@ machine kind, model and batch shape (`probe_cache`).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -17,7 +18,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -215,17 +216,25 @@ def _available_bytes() -> float | None:
     return None
 
 
+@contextlib.contextmanager
+def probing(model: Any) -> Iterator[None]:
+    """Around the probes' training steps: the model in training mode, then back as it was, and the
+    random state untouched (the run's data order and dropout stay what they would be without them)."""
+    with torch.random.fork_rng(devices=[]):
+        was_training = model.training
+        model.train()
+        try:
+            yield
+        finally:
+            model.train(was_training)
+
+
 def measure_dtype(model: Any, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
     """The `train.dtype: auto` decision for `model` training on batches shaped like `batch`
     (see the module docstring), cached; the random state is left as it was."""
     def compute() -> dict:
-        with torch.random.fork_rng(devices=[]):
-            was_training = model.training
-            model.train()
-            try:
-                return probe_dtypes(model_step(model, batch), available=_available_bytes())
-            finally:
-                model.train(was_training)
+        with probing(model):
+            return probe_dtypes(model_step(model, batch), available=_available_bytes())
 
     start = time.perf_counter()
     decision = cached("dtype", model_key(model, batch), compute)
@@ -259,17 +268,13 @@ def measure_activations(model: Any, batch: dict[str, torch.Tensor], dtype: str) 
     step, cached per machine, model and shape; the random state is left as it was). A step that
     runs out of GPU memory is recorded as `out_of_memory` (the activations do not fit)."""
     def compute() -> dict:
-        with torch.random.fork_rng(devices=[]):
-            was_training = model.training
-            model.train()
+        with probing(model):
             try:
                 _, kept = model_step(model, batch)(dtype)
                 return {"memory_mb": round(kept / 2 ** 20, 2)}
             except torch.OutOfMemoryError:
                 model.zero_grad(set_to_none=True)
                 return {"out_of_memory": True}
-            finally:
-                model.train(was_training)
 
     return cached("activations", {**model_key(model, batch), "dtype": dtype}, compute)
 

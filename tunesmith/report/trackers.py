@@ -31,7 +31,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from ..core.errors import UserError
 
@@ -251,10 +251,16 @@ def _finish_mlflow(run_dir: Path, step: int | None) -> str:
     finally:
         if owned:
             mlflow.end_run(status)
-        if mlflow.get_tracking_uri() in _DEFAULT_MLFLOW_URI and mlflow.active_run() is None:
-            mlflow.set_tracking_uri(None)  # the next run (or stage) picks its own folder again
-            _DEFAULT_MLFLOW_URI.clear()
+        _release_default_store(mlflow)
     return run_id
+
+
+def _release_default_store(mlflow) -> None:
+    """Once no run is active, let go of the run-folder store tunesmith set: the next run (or
+    stage) picks its own folder again."""
+    if mlflow.get_tracking_uri() in _DEFAULT_MLFLOW_URI and mlflow.active_run() is None:
+        mlflow.set_tracking_uri(None)
+        _DEFAULT_MLFLOW_URI.clear()
 
 
 def _param_value(value: Any, limit: int) -> str:
@@ -328,23 +334,26 @@ def fail_trackers(run_dir: str | os.PathLike) -> None:
     """A stage that fails after its trackers opened: the MLflow/W&B runs tunesmith started for
     `run_dir` end now as failed (and the run-folder MLflow store is let go), not at the next
     stage or at exit."""
+    key = _key(run_dir)
     for tracker in _OPEN:
-        _end_stale(tracker, Path(run_dir), only=_key(run_dir))
+        _end_failed(tracker, lambda other: other == key)
     if _DEFAULT_MLFLOW_URI and importlib.util.find_spec("mlflow") is not None:
         import mlflow
 
-        if mlflow.active_run() is None and mlflow.get_tracking_uri() in _DEFAULT_MLFLOW_URI:
-            mlflow.set_tracking_uri(None)
-            _DEFAULT_MLFLOW_URI.clear()
+        _release_default_store(mlflow)
 
 
-def _end_stale(tracker: str, run_dir: Path, only: str | None = None) -> None:
+def _end_stale(tracker: str, run_dir: Path) -> None:
     """A tracking run tunesmith opened for another run folder and never finished (that stage
-    failed) is ended as failed, so this run does not log into it; with `only`, the run opened for
-    that run folder key instead (`fail_trackers`)."""
+    failed) is ended as failed, so this run does not log into it."""
     key = _key(run_dir)
+    _end_failed(tracker, lambda other: other != key)
+
+
+def _end_failed(tracker: str, which: Callable[[str], bool]) -> None:
+    """End as failed the tracking runs tunesmith opened for the run folders `which` selects."""
     for other, (run_id, owned) in list(_OPEN[tracker].items()):
-        if (other != only) if only is not None else (other == key):
+        if not which(other):
             continue
         del _OPEN[tracker][other]
         if not owned:
