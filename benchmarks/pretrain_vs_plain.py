@@ -23,6 +23,11 @@ round, and the median over rounds is printed.
     python benchmarks/pretrain_vs_plain.py [--rounds 3] [--steps 40] [--warmup 5]
     python benchmarks/pretrain_vs_plain.py --small-steps   # 0.2M parameters, 512 tokens a step
     python benchmarks/pretrain_vs_plain.py --same-process  # every side in this process, alternating
+    python benchmarks/pretrain_vs_plain.py --plain-heap    # the plain loops get tunesmith's malloc settings too
+
+tunesmith's stages keep freed memory in glibc's heap for the next step (`compat.keep_freed_heap`);
+the plain loops run with glibc's defaults unless `--plain-heap` (in `--same-process` every side
+shares the process, so the setting, once made, holds for all).
     python benchmarks/pretrain_vs_plain.py --tiny          # seconds: tiny model and data
 """
 from __future__ import annotations
@@ -99,7 +104,7 @@ def side_tunesmith(work: Path, s: dict) -> dict:
 
     import tunesmith as ts
 
-    marks: list[tuple[float, float, int]] = []
+    marks: list[tuple[float, float, int, int]] = []
     original = CallbackHandler.on_step_end
 
     def on_step_end(self, args, state, control):  # timestamps only: the measurement, not the code measured
@@ -146,6 +151,10 @@ def lr_lambda(steps: int):
 def plain_loop(model, batches, s: dict, loss_of) -> dict:
     import torch
 
+    if s.get("plain_heap"):  # the same malloc settings tunesmith's stages make (compat.keep_freed_heap)
+        from tunesmith.compat import keep_freed_heap
+
+        keep_freed_heap()
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
@@ -236,18 +245,29 @@ def side_nanogpt(work: Path, s: dict) -> dict:
     return {**out, "params": sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())}
 
 
-def mark(tokens: int) -> tuple[float, float, int]:
-    return time.perf_counter(), time.process_time(), tokens
+def mark(tokens: int) -> tuple[float, float, int, int]:
+    return time.perf_counter(), time.process_time(), tokens, page_faults()
 
 
-def window(marks: list[tuple[float, float, int]], warmup: int) -> dict:
+def page_faults() -> int:
+    """Minor page faults of this process so far (each a new page the kernel zeroes): 0 off Unix."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def window(marks: list[tuple[float, float, int, int]], warmup: int) -> dict:
     """tokens/s from the end of step `warmup` to the end of the last step (logging and every other
     periodic cost included), per second of this process's CPU time (one thread: what the side
-    itself spent, robust to other jobs taking the CPU) and per second of wall time."""
-    (w0, c0, n0), (w1, c1, n1) = marks[warmup - 1], marks[-1]
+    itself spent, robust to other jobs taking the CPU) and per second of wall time; and the page
+    faults a step took."""
+    (w0, c0, n0, f0), (w1, c1, n1, f1) = marks[warmup - 1], marks[-1]
     steps = len(marks) - warmup
     return {"tokens_per_s": (n1 - n0) / (c1 - c0), "wall_tokens_per_s": (n1 - n0) / (w1 - w0),
-            "timed_steps": steps, "timed_tokens": n1 - n0, "step_cpu_s": (c1 - c0) / steps}
+            "timed_steps": steps, "timed_tokens": n1 - n0, "step_cpu_s": (c1 - c0) / steps,
+            "faults_per_step": (f1 - f0) / steps}
 
 
 def run_side(side: str, work: Path, s: dict) -> dict:
@@ -287,6 +307,9 @@ def main() -> None:
     ap.add_argument("--block", type=int)
     ap.add_argument("--fused-adamw", action="store_true",
                     help="the plain loops use torch's fused AdamW (the Trainer's default) instead of torch's default")
+    ap.add_argument("--plain-heap", action="store_true",
+                    help="the plain loops keep freed memory in the heap as tunesmith's stages do (glibc mallopt: "
+                         "compat.keep_freed_heap) instead of glibc's defaults")
     ap.add_argument("--same-process", action="store_true",
                     help="run every side in this one process (alternating) instead of a fresh process each: "
                          "the heap, imports and threads are the same for all, only the training loop differs")
@@ -303,18 +326,20 @@ def main() -> None:
         return
     s = dict(TINY if args.tiny else SMALL_STEPS if args.small_steps else FULL)
     s.update({k: v for k, v in vars(args).items() if k in s and v is not None})
-    s["fused_adamw"], s["same_process"] = args.fused_adamw, args.same_process
+    s["fused_adamw"], s["same_process"], s["plain_heap"] = args.fused_adamw, args.same_process, args.plain_heap
     print(f"machine: {machine()}; torch threads 1 per side; fp32 on every side; "
           f"{'all sides in one process' if s['same_process'] else 'each side a fresh process'}")
     print(f"shape: {s['layers']} layers x {s['hidden']} hidden, {s['heads']} heads, vocab {s['vocab']}; "
           f"batch {s['batch']} x block {s['block']}; {s['steps']} steps, the first {s['warmup']} untimed; "
-          f"{s['rounds']} round(s); plain loops' AdamW: {'fused' if s['fused_adamw'] else 'torch default (foreach)'}",
+          f"{s['rounds']} round(s); plain loops' AdamW: {'fused' if s['fused_adamw'] else 'torch default (foreach)'}; "
+          f"plain loops' malloc: {'freed memory kept, as tunesmith' if s['plain_heap'] else 'glibc defaults'}",
           flush=True)
     rates: dict[str, list[float]] = {side: [] for side in SIDES}
     ratios: dict[str, list[float]] = {"plain": [], "nanogpt": []}
     windows: dict[str, list[float]] = {side: [] for side in SIDES}
     window_ratios: dict[str, list[float]] = {"plain": [], "nanogpt": []}
     last: dict[str, dict] = {}
+    every: list[dict[str, dict]] = []
     with tempfile.TemporaryDirectory(prefix="pretrain-vs-plain-") as tmp:
         work = Path(tmp)
         prepare(work, s)
@@ -330,14 +355,17 @@ def main() -> None:
             print(f"round {r + 1}: " + ", ".join(f"{side} {got[side]['tokens_per_s']:,.0f}" for side in SIDES)
                   + " tokens/s", flush=True)
             last = got
+            every.append(got)
     print()
-    print("| side | params | tokens/CPU-s | CPU ms a step | tokens/wall-s | tunesmith / side | same, wall time |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| side | params | tokens/CPU-s | CPU ms a step | page faults a step | tokens/wall-s | tunesmith / side | "
+          "same, wall time |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for side in SIDES:
         rate, whole = statistics.median(rates[side]), statistics.median(windows[side])
         ratio = "1.00x" if side == "tunesmith" else f"{statistics.median(ratios[side]):.2f}x"
         ratio_w = "1.00x" if side == "tunesmith" else f"{statistics.median(window_ratios[side]):.2f}x"
-        print(f"| {side} | {last[side]['params']:,} | {rate:,.0f} | {1000 * last[side]['step_cpu_s']:.1f} | "
+        faults = statistics.median(r[side]["faults_per_step"] for r in every)
+        print(f"| {side} | {last[side]['params']:,} | {rate:,.0f} | {1000 * last[side]['step_cpu_s']:.1f} | {faults:,.0f} | "
               f"{whole:,.0f} | {ratio} | {ratio_w} |")
     print()
     print(f"tunesmith vs plain loop: {statistics.median(ratios['plain']):.2f}x; "

@@ -21,6 +21,7 @@ that fails when the library changes under it (then the workaround is revisited, 
 | `fsdp2_sees_tied_tokens` | accelerate 1.15, peft 0.21.2 | FSDP2 preparation looks for tied embeddings through `get_input/output_embeddings`; peft's trainable-token wrappers hide the tie and sharding fails (test: tests/distributed/test_fsdp.py) |
 | `process_group_timeout` | torch 2.13 | the collective timeout a process group was created with is readable only through private attributes (test: tests/distributed/test_how_it_ran.py, test_fsdp.py: environment.json's `timeout_s`) |
 | `plain_lm_head` | trl 1.16 | TRL's fused LM-head kernel scores every position in Python-level tiles off Triton devices: on CPU with a small vocabulary it takes 3x the whole model's forward |
+| `keep_freed_heap` | glibc 2.36 | glibc gives large freed blocks back to the kernel (blocks over the mmap threshold; heap top over the trim threshold): a training step frees and reallocates the same tensors every step, and each time the kernel faults and zeroes every page (nano pretraining: ~10,000 faults, ~10 % of the step) |
 """
 from __future__ import annotations
 
@@ -552,3 +553,52 @@ def plain_lm_head(model: nn.Module, outputs: tuple[str, ...] = ("log_probs",),
     forward.__signature__ = inspect.signature(fused)
     target.forward = forward
     return True
+
+
+# --- glibc's malloc gives freed memory back every step (glibc 2.36) -------------------------------
+# malloc/malloc.c: a block of at least `mmap_threshold` (128 KiB, raised as such blocks are freed up
+# to 32 MiB) gets its own mmap and is unmapped on free; free memory at the heap's top beyond
+# `trim_threshold` (twice the mmap threshold) is returned with sbrk. A training step allocates and
+# frees the same tensors (activations, logits, gradients) every step, so their pages are new each
+# time: the kernel faults and zeroes every 4 KiB page again. Setting both thresholds (mallopt)
+# keeps freed blocks below 32 MiB in the heap for reuse; larger ones still go back.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+HEAP_MMAP_THRESHOLD = 32 * 2 ** 20  # glibc's largest (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit)
+HEAP_TRIM_THRESHOLD = 2 ** 31 - 1  # mallopt takes a C int: ~2 GiB of free heap top kept
+_USER_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
+_heap_kept: dict | None = None
+
+
+def heap_choice_is_users() -> str | None:
+    """Why the allocator is left as it is: the user set glibc's malloc tunables or preloads another
+    allocator (jemalloc, tcmalloc) — or None."""
+    import os
+
+    if any(os.environ.get(name) for name in _USER_MALLOC_ENV) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
+        return "the environment sets glibc's malloc tunables"
+    if os.environ.get("LD_PRELOAD", "").strip():
+        return f"LD_PRELOAD={os.environ['LD_PRELOAD']}"
+    return None
+
+
+def keep_freed_heap() -> dict | None:
+    """Make this process's glibc malloc keep freed memory for reuse (see above); once per process.
+    Returns the settings for environment.json ({"mmap_threshold", "trim_threshold"}), or
+    {"left": why} where the user chose the allocator, or None off glibc."""
+    global _heap_kept
+    if _heap_kept is not None:
+        return _heap_kept
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    why = heap_choice_is_users()
+    if why is not None:
+        _heap_kept = {"left": why}
+        return _heap_kept
+    libc = ctypes.CDLL(None)
+    if not (libc.mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD) and libc.mallopt(M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD)):
+        return None
+    _heap_kept = {"mmap_threshold": HEAP_MMAP_THRESHOLD, "trim_threshold": HEAP_TRIM_THRESHOLD}
+    return _heap_kept

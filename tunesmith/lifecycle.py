@@ -1,6 +1,7 @@
 """One stage lifecycle, owned here; each stage supplies only what differs.
 
-    run directory (checked, not made) -> load inputs -> the run starts (config.yaml,
+    run directory (checked, not made) -> malloc keeps freed memory (compat.keep_freed_heap) ->
+    load inputs -> the run starts (config.yaml,
     environment.json) -> trainer -> measure before -> train (checkpoints; --resume from the last
     complete one) -> measure after -> save the artifact -> results.json -> peak memory, report,
     optional Hub push -> the result
@@ -78,6 +79,9 @@ def run_stage(stage: str, cfg: Any, load: Callable[[RunDir, str], Any],
     run = open_run(cfg.run, stage)
     batch_layout(cfg.train)  # a batch that does not split over micro-batches and processes: before anything
     set_seed(cfg.train.seed)
+    from .compat import keep_freed_heap
+
+    heap = keep_freed_heap()  # every step reuses freed memory instead of faulting in new pages
     with _removed_on_failure(run):  # a run that fails before training leaves no folder behind
         with main_process_first():  # the others reuse what it prepared (the dtype probe's cache too)
             loaded = load(run, cfg.train.dtype)
@@ -88,6 +92,8 @@ def run_stage(stage: str, cfg: Any, load: Callable[[RunDir, str], Any],
             environment["dtype_probe"] = probe
         if checkpointing is not None:
             environment["activation_checkpointing"] = checkpointing
+        if heap is not None:
+            environment["heap"] = heap
         run.start(cfg, seed=cfg.train.seed, dtype=dtype, **environment)
         resume = resume_checkpoint(run, cfg.run.resume)
         plan = build(loaded, run, dtype, resume is not None)

@@ -125,6 +125,7 @@ def test_sft_runs_and_loss_falls(tiny, tmp_path, method, batching, monkeypatch):
         ckpt = env["activation_checkpointing"]   # auto: measured before the layouts were timed; far under 256 MiB
         assert ckpt["requested"] == "auto" and ckpt["enabled"] is False
         assert 0 < ckpt["activations_mb"] < 256 and ckpt["state_mb"] > 0 and ckpt["measured_in"] == "fp32"
+        assert env["heap"] == {"mmap_threshold": 32 * 2 ** 20, "trim_threshold": 2 ** 31 - 1}  # freed memory kept
         assert config_attention(result.model_path) is None               # the saved model names no tunesmith attention
         return
     assert {"before/exact_match", "after/exact_match/upper", "train_tokens"} <= set(result.metrics)
