@@ -482,6 +482,35 @@ _SCALED_LOGITS = ("final_logit_softcapping", "logit_scale", "output_multiplier",
                   "logits_scaling")
 
 
+def plain_head_applies(model: nn.Module) -> bool:
+    """Whether `model` (a causal LM, unwrapped from PEFT) has a head its backbone's last hidden
+    state feeds as is: a text model whose config neither scales nor caps its logits."""
+    if getattr(model, "base_model", model) is model or model.get_output_embeddings() is None:
+        return False
+    text = model.config.get_text_config()
+    return not any(getattr(text, name, None) is not None for name in _SCALED_LOGITS) and text is model.config
+
+
+def logits_where_scored(model: nn.Module, labels, shift_labels=None, *args, **kwargs):
+    """`model`'s backbone, then its LM head only at the positions whose label counts (as TRL's
+    `_fused_forward`: the backbone, then the head's weight — PEFT's token wrapper gives the merged
+    rows — here one matmul over the kept positions): (logits [kept, vocab], their labels [kept],
+    mask [batch, positions]). `labels` are shifted here; `shift_labels` are used as given."""
+    import torch
+
+    kwargs["use_cache"] = False
+    hidden = model.base_model(*args, **kwargs).last_hidden_state
+    if shift_labels is None:
+        hidden, labels = hidden[:, :-1], labels[:, 1:]
+    else:
+        labels = shift_labels
+    labels = labels.to(hidden.device)
+    mask = labels != -100
+    head = model.get_output_embeddings()
+    logits = torch.nn.functional.linear(hidden[mask].to(head.weight.device), head.weight, getattr(head, "bias", None))
+    return logits, labels[mask].to(logits.device), mask
+
+
 def plain_lm_head(model: nn.Module, outputs: tuple[str, ...] = ("log_probs",),
                   max_logits_bytes: int = PLAIN_HEAD_BYTES) -> bool:
     """Answer TRL's `fused_lm_head=True` calls from the model's own logits (log-softmax, gather),
@@ -499,8 +528,7 @@ def plain_lm_head(model: nn.Module, outputs: tuple[str, ...] = ("log_probs",),
     fused = target.__dict__.get("forward")
     if fused is None or getattr(fused, "tunesmith_plain", False):
         return False
-    text = target.config.get_text_config()
-    if any(getattr(text, name, None) is not None for name in _SCALED_LOGITS) or text is not target.config:
+    if not plain_head_applies(target):
         return False  # logits scaled or capped (TRL applies those itself), or a vision-language model: TRL's path
     vocab = target.get_output_embeddings().weight.shape[0]
 
@@ -512,23 +540,10 @@ def plain_lm_head(model: nn.Module, outputs: tuple[str, ...] = ("log_probs",),
                 or kwargs.get("output_router_logits"):
             return fused(*args, fused_lm_head=fused_lm_head, labels=labels, shift_labels=shift_labels,
                          num_items_in_batch=num_items_in_batch, **kwargs)
-        # as TRL's `_fused_forward`: the backbone, then the head's weight (PEFT's token wrapper gives the
-        # merged rows), here as one matmul instead of tiles
-        kwargs["use_cache"] = False
-        hidden = target.base_model(*args, **kwargs).last_hidden_state
-        if shift_labels is None:
-            hidden, labels = hidden[:, :-1], labels[:, 1:]
-        else:
-            labels = shift_labels
-        labels = labels.to(hidden.device)
-        mask = labels != -100
         # the head only where a label counts (prompt and padding positions are zeros in every field, as in
         # TRL's kernel): in SFT on chat rows most positions are prompt, so this skips most of the head's
         # matmul, its [tokens, vocab] logits and their log-softmax
-        head = target.get_output_embeddings()
-        logits = torch.nn.functional.linear(hidden[mask].to(head.weight.device), head.weight,
-                                            getattr(head, "bias", None))
-        picked = labels[mask].to(logits.device)
+        logits, picked, mask = logits_where_scored(target, labels, shift_labels, *args, **kwargs)
         logp = logits.float().log_softmax(-1)
 
         def spread(values: torch.Tensor) -> torch.Tensor:  # [kept] -> [batch, seq], zeros elsewhere

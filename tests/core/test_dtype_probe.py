@@ -81,3 +81,41 @@ def test_probe_on_a_model_leaves_no_trace(tmp_path, monkeypatch):
 @pytest.mark.parametrize("requested", ["fp32", "bf16"])
 def test_an_explicit_dtype_is_kept(requested):
     assert pick_dtype(requested) == requested
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_the_probes_step_scores_only_labelled_positions_as_training_does(family):
+    """With token labels (SFT's prompt positions are -100) the probes' step runs the LM head only
+    where a label counts, as SFT and the preference stages train (compat.plain_lm_head): the same
+    loss as the model's own, the same gradients, and fewer activations kept than HF's full-vocabulary
+    loss (which keeps the prompt positions' logits too)."""
+    from tunesmith.core.device import model_step, step_loss
+    from tunesmith.pretraining.presets import build_model
+
+    torch.manual_seed(0)
+    model = build_model(family, "nano", vocab=400)
+    ids = torch.randint(3, 400, (2, 64))
+    labels = ids.masked_fill(torch.arange(64) < 40, -100)  # 40 prompt positions of 64
+    batch = {"input_ids": ids, "labels": labels}
+    ours = step_loss(model, batch)
+    ours.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    theirs = model(**batch).loss
+    theirs.backward()
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
+    assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(grads, model.parameters()))
+    model.zero_grad(set_to_none=True)
+    kept = model_step(model, batch)("fp32")[1]
+    with pytest.MonkeyPatch.context() as mp:  # the step as it was: the model's own full-vocabulary loss
+        mp.setattr("tunesmith.core.device.step_loss", lambda m, b: m(**b).loss)
+        kept_by_hf = model_step(model, batch)("fp32")[1]
+    prompt_logits = 2 * 39 * 400 * 4  # fp32 logits of the 39 shifted prompt positions per row
+    assert kept_by_hf - kept >= 0.9 * prompt_logits
+    # a classifier (labels per row) keeps the model's own loss
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    clf = LlamaForSequenceClassification(LlamaConfig(vocab_size=400, hidden_size=32, intermediate_size=64,
+                                                     num_hidden_layers=1, num_attention_heads=2, pad_token_id=0))
+    rows = {"input_ids": ids, "labels": torch.tensor([0, 1])}
+    assert step_loss(clf, rows).item() == pytest.approx(clf(**rows).loss.item())

@@ -27,7 +27,7 @@ import torch
 MIN_SPEEDUP = 1.15
 # after one bf16 step this many times slower than fp32's, the probe stops (AVX2-only CPUs: ~100x)
 BAIL_OUT = 3.0
-PROBE_VERSION = 1  # part of every cache key: a change of the probe or the rule invalidates old entries
+PROBE_VERSION = 2  # 2: the step scores only labelled positions (compat.logits_where_scored); part of every cache key: a change of the probe or the rule invalidates old entries
 
 
 def _matmul_rate(dtype: torch.dtype, n: int = 512, reps: int = 5) -> float:
@@ -97,7 +97,25 @@ def probe_dtypes(step: Callable[[str], tuple[float, float]], repeats: int = 5, b
             "bailed_out": bailed}
 
 
-def _loss(out: Any, batch: dict) -> torch.Tensor:
+def step_loss(model: Any, batch: dict) -> torch.Tensor:
+    """The loss of one forward of `model` on `batch` as the stages train: with token labels on a
+    causal LM, the LM head only where a label counts (`compat.logits_where_scored`, what SFT and
+    the preference stages train through `compat.plain_lm_head`; pretraining's labels count
+    everywhere), so the probes keep the activations training keeps; otherwise (PEFT prompt
+    learning, whose virtual tokens only the wrapper adds, too) the model's own loss, or the mean
+    of its logits."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    from ..compat import logits_where_scored, plain_head_applies
+
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    labels, ids = batch.get("labels"), batch.get("input_ids")
+    prompt_learning = getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False)
+    if labels is not None and ids is not None and labels.shape == ids.shape and not prompt_learning \
+            and type(target).__name__ in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values() and plain_head_applies(target):
+        logits, picked, _ = logits_where_scored(target, labels, **{k: v for k, v in batch.items() if k != "labels"})
+        return torch.nn.functional.cross_entropy(logits.float(), picked)
+    out = model(**batch)
     loss = getattr(out, "loss", None)
     if loss is not None:
         return loss
@@ -126,7 +144,7 @@ def model_step(model: Any, batch: dict[str, torch.Tensor]) -> Callable[[str], tu
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"), \
                 torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss = _loss(model(**batch), batch)
+            loss = step_loss(model, batch)
         loss.backward()
         if device.type == "cuda":
             torch.cuda.synchronize()
