@@ -31,6 +31,24 @@ def test_loglikelihood_matches_a_plain_forward_pass(nano_lm):
     assert all(x < 0 for x in got)
 
 
+def test_only_the_continuation_positions_reach_the_lm_head(nano_lm):
+    """Scoring sends only the last positions of each row (its batch's longest continuation)
+    through the LM head, not [rows, sequence, vocab], with the same scores as the whole sequence."""
+    model, tok, _ = nano_lm
+    requests = [("A much longer context, with many words in it", " entailment"), ("Short", " hypothesis maybe"),
+                ("The cat sat on the mat and", " slept")]
+    shapes = []
+    hook = model.get_output_embeddings().register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape)))
+    try:
+        got = fewshot.loglikelihood(model, tok, requests, batch_size=3)
+    finally:
+        hook.remove()
+    longest = max(len(tok(x, add_special_tokens=False)["input_ids"]) for _, x in requests)
+    width = max(len(tok(c)["input_ids"]) + len(tok(x, add_special_tokens=False)["input_ids"]) - 1 for c, x in requests)
+    assert len(shapes) == 1 and shapes[0][:2] == (3, longest) and longest < width
+    assert got == pytest.approx([_naive(model, tok, c, x) for c, x in requests], abs=1e-4)
+
+
 def test_calibrated_scores_subtract_the_content_free_prompt(nano_lm, superglue_dir):
     model, tok, _ = nano_lm
     task = get_task("superglue", "rte")

@@ -138,19 +138,51 @@ def loglikelihood_greedy(model: torch.nn.Module, tokenizer: Any, requests: Seque
     logps: dict[int, torch.Tensor] = {}
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
+    keep = _keeps_positions(model)
     with merged_for_inference(model), torch.inference_mode():  # a PeftModel scores at bare-model cost
         for batch in sorted_batches([len(s) for s in inputs], batch_size):
             ids, mask = pad([inputs[i] for i in batch], pad_id)
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            ends = [len(inputs[i]) for i in batch]  # the logits at the last len(cont) positions predict cont
+            logits, ends = _continuation_logits(model, ids.to(device), mask.to(device), ends,
+                                                max(wanted[i] for i in batch), keep)
             for row, i in enumerate(batch):
-                end = len(inputs[i])  # the logits at the last len(cont) input positions predict cont
-                logps[i] = torch.log_softmax(logits[row, end - wanted[i]:end].float(), dim=-1).cpu()
+                logps[i] = torch.log_softmax(logits[row, ends[row] - wanted[i]:ends[row]].float(), dim=-1).cpu()
     out = []
     for i, cont_ids in reads:
         tail = logps[i][-len(cont_ids):]
         target = torch.tensor(cont_ids)
         out.append((float(tail.gather(1, target[:, None]).sum()), bool((tail.argmax(-1) == target).all())))
     return out
+
+
+def _keeps_positions(model: torch.nn.Module) -> bool:
+    """Whether `model` takes HF's `logits_to_keep` as a per-row tensor of positions (transformers 5's
+    `slice_logits_to_keep`): then only the continuation positions go through the LM head. PEFT
+    prompt learning puts virtual tokens in front, so positions shift: the whole sequence then."""
+    import inspect
+
+    if getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False):
+        return False
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+def _continuation_logits(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, ends: list[int],
+                         width: int, keep: bool) -> tuple[torch.Tensor, list[int]]:
+    """Logits [rows, positions, vocab] and each row's end in them: with `keep`, only the last
+    `width` positions before each row's end (its longest continuation) go through the LM head,
+    not [rows, sequence, vocab] (a 128k vocabulary at 16 x 2,048 tokens is 16 GiB of fp32 logits);
+    a model whose forward does not return them so gets the whole sequence."""
+    if keep:
+        last = torch.tensor(ends, device=ids.device)[:, None]
+        positions = (last - width + torch.arange(width, device=ids.device)).clamp(min=0)
+        try:
+            logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=positions).logits
+        except (TypeError, IndexError, RuntimeError):
+            logits = None
+        if logits is not None and tuple(logits.shape[:2]) == (len(ends), width):
+            return logits, [width] * len(ends)
+    return model(input_ids=ids, attention_mask=mask).logits, ends
 
 
 def _pair_encoder(tokenizer: Any, add_bos: bool | str):
