@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import openai
 import pytest
@@ -35,9 +36,10 @@ def jobs(alice, chat_file, tmp_path_factory):
     quick_eval = {**QUICK, "train": {**QUICK["train"], "eval_steps": 2}}
     sft = alice.fine_tuning.jobs.create(model="tiny", training_file=chat_file.id, validation_file=valid_file.id,
                                         suffix="adder", seed=3, hyperparameters={"batch_size": 2},
+                                        metadata={"suite": "api", "run": "sft"},
                                         extra_body={"method": {"type": "supervised", "supervised": {"recipe": quick_eval}}})
     dpo = alice.fine_tuning.jobs.create(
-        model="tiny", training_file=pref_file.id, seed=1,
+        model="tiny", training_file=pref_file.id, seed=1, metadata={"suite": "api", "run": "dpo"},
         method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "batch_size": 2}, "recipe": QUICK}})
     broken = alice.fine_tuning.jobs.create(model="broken", training_file=chat_file.id,
                                            method={"type": "supervised", "supervised": {"recipe": QUICK}})
@@ -167,9 +169,13 @@ def test_readme_client_example(service, store, tmp_path, monkeypatch, capsys):
     code = code.replace("http://localhost:8000/v1", service.url).replace('"ts-..."', repr(store["alice"]))
     write_jsonl(tmp_path / "chat.jsonl", chat_rows())
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
+    names: dict = {}
+    exec(compile(code, "README.md", "exec"), names)
     out = capsys.readouterr().out
     assert "Fine-tuning job started" in out and "successfully completed" in out
+    listed, deleted = out.splitlines()[-2:]  # the metadata filter finds the job; the model is deleted
+    assert repr(names["job"].id) in listed and deleted == "True"
+    assert not (store["root"] / "jobs" / names["job"].id / "run" / "model").exists()
 
 
 def test_another_key_sees_nothing(alice, bob, chat_file, sft_job):
@@ -210,3 +216,78 @@ def test_failed_job_reports_last_error_line(alice, jobs):
     assert job.status == "failed" and job.error.code == "job_failed"
     assert job.error.message.startswith("error: ") and "exit code 2" in job.error.message, job.error.message
     assert "config.json" in job.error.message or "model" in job.error.message
+
+
+def test_job_metadata_round_trip_filter_and_limits(alice, bob, chat_file, jobs):
+    """`metadata` is stored, returned and filtered on (`metadata[k]=v`, all must match, pages too);
+    anything over OpenAI's limits is a 400 naming `metadata`."""
+    sft, dpo, broken = jobs["sft"], jobs["dpo"], jobs["broken"]
+    assert sft.metadata == {"suite": "api", "run": "sft"} and broken.metadata is None
+    assert alice.fine_tuning.jobs.retrieve(dpo.id).metadata == {"suite": "api", "run": "dpo"}
+    tagged = alice.fine_tuning.jobs.list(metadata={"suite": "api"})
+    assert [j.id for j in tagged.data] == [dpo.id, sft.id] and not tagged.has_more
+    assert [j.metadata["run"] for j in tagged.data] == ["dpo", "sft"]
+    first = alice.fine_tuning.jobs.list(metadata={"suite": "api"}, limit=1)
+    assert [j.id for j in first.data] == [dpo.id] and first.has_more
+    rest = alice.fine_tuning.jobs.list(metadata={"suite": "api"}, limit=1, after=dpo.id)
+    assert [j.id for j in rest.data] == [sft.id] and not rest.has_more
+    assert [j.id for j in alice.fine_tuning.jobs.list(metadata={"suite": "api", "run": "sft"}).data] == [sft.id]
+    assert alice.fine_tuning.jobs.list(metadata={"suite": "api", "run": "nope"}).data == []
+    assert alice.fine_tuning.jobs.list(metadata={"suite": ""}).data == []
+    untagged = [j.id for j in alice.fine_tuning.jobs.list(limit=100, extra_query={"metadata": "null"}).data]
+    assert broken.id in untagged and sft.id not in untagged and dpo.id not in untagged
+    assert bob.fine_tuning.jobs.list(metadata={"suite": "api"}).data == []
+    with pytest.raises(openai.BadRequestError) as e:
+        alice.fine_tuning.jobs.list(extra_query={"metadata": "null", "metadata[suite]": "api"})
+    assert e.value.body["param"] == "metadata"
+
+    cases = {"17 pairs": {f"k{i}": "v" for i in range(17)}, "65 characters": {"k" * 65: "v"},
+             "not a string": {"n": 1}, "513 characters": {"k": "v" * 513}, "not list": ["a"]}
+    for expected, metadata in cases.items():
+        with pytest.raises(openai.BadRequestError) as e:
+            alice.fine_tuning.jobs.create(model="tiny", training_file=chat_file.id, metadata=metadata)
+        err = e.value.body
+        assert err["param"] == "metadata" and err["type"] == "invalid_request_error", err
+        assert expected in err["message"] and "at most 16 pairs" in err["message"], err["message"]
+    assert len(alice.fine_tuning.jobs.list(metadata={"k0": "v"}).data) == 0  # none of them was created
+
+
+def test_delete_fine_tuned_model(alice, bob, store, jobs):
+    """DELETE /v1/models/{ft model}: the folder goes, the model is no longer listed or served, the job
+    stays; a base model is 403, another key's model, an unknown one or a second delete 404."""
+    job = wait_for(alice, jobs["dpo"].id)
+    name = job.fine_tuned_model
+    ask = {"messages": [{"role": "user", "content": "Say a"}], "temperature": 0, "max_tokens": 2}
+    alice.chat.completions.create(model=name, **ask)  # loaded into the model pool
+    run = store["root"] / "jobs" / job.id / "run"
+    folder = Path(json.loads((run / "results.json").read_text())["model_path"])
+    assert folder.is_dir() and folder.resolve().is_relative_to(run.resolve())
+
+    for who, model in ((bob, name), (alice, "ft:tiny::ftjob-nope")):
+        with pytest.raises(openai.NotFoundError) as e:
+            who.models.delete(model)
+        assert e.value.body["code"] == "model_not_found" and e.value.body["param"] == "model"
+    with pytest.raises(openai.PermissionDeniedError) as e:
+        alice.models.delete("tiny")
+    assert e.value.body["code"] == "model_not_deletable" and e.value.body["type"] == "invalid_request_error"
+    assert folder.is_dir()
+
+    deleted = alice.models.delete(name)
+    assert (deleted.id, deleted.object, deleted.deleted) == (name, "model", True)
+    assert not folder.exists() and (run / "metrics.jsonl").is_file()  # only the model folder
+    assert name not in [m.id for m in alice.models.list().data]
+    with pytest.raises(openai.NotFoundError) as e:
+        alice.models.retrieve(name)
+    assert e.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.NotFoundError):
+        alice.chat.completions.create(model=name, **ask)
+    with pytest.raises(openai.NotFoundError):
+        alice.completions.create(model=name, prompt="a", max_tokens=2)
+    with pytest.raises(openai.NotFoundError):
+        alice.models.delete(name)
+    kept = alice.fine_tuning.jobs.retrieve(job.id)
+    assert kept.status == "succeeded" and kept.fine_tuned_model == name
+    # the engine it shared keeps serving the base and the other fine-tuned model
+    assert alice.chat.completions.create(model="tiny", **ask).choices[0].message.role == "assistant"
+    sft = wait_for(alice, jobs["sft"].id)
+    assert alice.chat.completions.create(model=sft.fine_tuned_model, **ask).model == sft.fine_tuned_model

@@ -161,7 +161,7 @@ class Job:
 
 
 class _Control:
-    """Work for the worker thread that is not generation (loading an adapter)."""
+    """Work for the worker thread that is not generation (loading or removing an adapter)."""
 
     def __init__(self, fn: Callable[[], Any]):
         self.fn, self.done, self.result, self.error = fn, threading.Event(), None, None
@@ -392,6 +392,26 @@ class Engine:
             raise ctl.error
         return ctl.result
 
+    def remove_adapter(self, name: str, timeout: float = 600.0) -> None:
+        """Unload an adapter while serving (on the worker thread, between batches); its requests still
+        queued then answer 404 as for any unknown model."""
+        def remove() -> None:
+            if self.adapters.pop(name, None) is None:
+                return
+            if self.adapters:
+                self.model.delete_adapter(name)
+            else:  # PEFT's delete leaves the last adapter active (disable_adapter then fails): unwrap the base
+                self.model = self.model.unload()
+                self.model.eval()
+        if self._thread is None:
+            return remove()
+        ctl = _Control(remove)
+        self.pending_control(ctl)
+        if not ctl.done.wait(timeout):
+            raise EngineError("unloading the adapter timed out", status=504, type="timeout")
+        if ctl.error is not None:
+            raise ctl.error
+
     def pending_control(self, ctl: _Control) -> None:
         try:
             self.queue.put(ctl, timeout=5)
@@ -532,8 +552,11 @@ class Engine:
                             job.emit(("error", EngineError(f"generation failed: {e}", status=500,
                                                            type="server_error")))
 
-    @staticmethod
-    def _alive(job: Job) -> bool:
+    def _alive(self, job: Job) -> bool:
+        if job.model not in self.models:  # its adapter was removed while the request waited
+            job.emit(("error", EngineError(f"the model {job.model!r} does not exist", status=404,
+                                           code="model_not_found", param="model")))
+            return False
         if job.cancelled.is_set():
             job.emit(("error", EngineError("cancelled", status=499, code="cancelled")))
             return False

@@ -2,12 +2,13 @@
 
     POST /v1/files                           multipart (purpose=fine-tune, file): streamed, checked
     GET  /v1/files, /v1/files/{id}, /v1/files/{id}/content; DELETE /v1/files/{id}
-    POST /v1/fine_tuning/jobs                model, training_file, suffix, seed, hyperparameters, method
-    GET  /v1/fine_tuning/jobs                ?after=&limit=
+    POST /v1/fine_tuning/jobs                model, training_file, suffix, seed, hyperparameters, method, metadata
+    GET  /v1/fine_tuning/jobs                ?after=&limit=&metadata[KEY]=VALUE (or metadata=null)
     GET  /v1/fine_tuning/jobs/{id}; POST /v1/fine_tuning/jobs/{id}/cancel
     GET  /v1/fine_tuning/jobs/{id}/events    status changes, loss and validation-loss lines
     GET  /v1/fine_tuning/jobs/{id}/checkpoints
-    GET  /v1/models; POST /v1/chat/completions, /v1/completions (the bases and the key's ft: models)
+    GET  /v1/models, /v1/models/{id}; DELETE /v1/models/{ft model} (its files; the job stays)
+    POST /v1/chat/completions, /v1/completions (the bases and the key's ft: models)
     GET  /health
 
 Every /v1 route needs `Authorization: Bearer KEY` (a key of `tunesmith service keys create`); a key
@@ -26,7 +27,8 @@ from fastapi import Request
 from fastapi.responses import FileResponse
 
 from .files import TooLarge, check_file, receive_upload
-from .methods import STAGE_KINDS, RequestError, build_recipe, check_suffix, error_body, stage_of
+from .methods import (STAGE_KINDS, RequestError, build_recipe, check_metadata, check_suffix, error_body,
+                      metadata_filter, stage_of)
 from .models import CompletionRouter
 from .schema import Job, StoredFile
 from .store import Store, new_id
@@ -47,7 +49,7 @@ def job_object(job: Job) -> dict:
             "model": job.model, "organization_id": job.owner, "result_files": [], "seed": job.seed,
             "status": job.status, "trained_tokens": job.trained_tokens, "training_file": job.training_file,
             "validation_file": job.validation_file, "estimated_finish": None, "integrations": [],
-            "user_provided_suffix": job.suffix, "metadata": None,
+            "user_provided_suffix": job.suffix, "metadata": job.job_metadata,
             "method": {"type": kind, kind: {"hyperparameters": hp}}}
 
 
@@ -264,7 +266,8 @@ def create_service_app(service: Service):
     async def list_jobs(request: Request, after: str | None = None, limit: int = 20):
         if not 1 <= limit <= 100:
             raise RequestError("limit must be from 1 to 100", "limit")
-        jobs, more = await asyncio.to_thread(store.list_jobs, request.state.owner.id, after, limit)
+        pairs, null = metadata_filter(request.query_params.multi_items())
+        jobs, more = await asyncio.to_thread(store.list_jobs, request.state.owner.id, after, limit, pairs, null)
         return {"object": "list", "data": [job_object(j) for j in jobs], "has_more": more}
 
     @v1.get("/fine_tuning/jobs/{job_id}")
@@ -318,7 +321,7 @@ def create_service_app(service: Service):
     @v1.get("/models")
     async def list_models(request: Request):
         def read():
-            jobs = store.jobs_with_status("succeeded", owner=request.state.owner.id)
+            jobs = store.fine_tuned_models(request.state.owner.id)
             return [model_card(b, 0) for b in service.bases] + [
                 model_card(j.fine_tuned_model, j.finished_at or 0, j.model) for j in jobs]
         return {"object": "list", "data": await asyncio.to_thread(read)}
@@ -332,6 +335,20 @@ def create_service_app(service: Service):
             return error(404, f"The model {name!r} does not exist", param="model", code="model_not_found")
         return model_card(name, job.finished_at or 0, job.model)
 
+    @v1.delete("/models/{name:path}")
+    async def delete_model(request: Request, name: str):
+        """A fine-tuned model of the key's: marked deleted (new requests for it answer 404), dropped
+        from the pool, then its folder removed. The job stays, with its `fine_tuned_model`, as on OpenAI."""
+        if name in service.bases:
+            return error(403, f"The model {name!r} is a base model of this service and cannot be deleted; "
+                              "only your fine-tuned ft: models can", param="model", code="model_not_deletable")
+        job = await asyncio.to_thread(store.delete_model, request.state.owner.id, name)
+        if job is None:
+            return error(404, f"The model {name!r} does not exist", param="model", code="model_not_found")
+        await asyncio.to_thread(service.pool.drop, name)
+        await asyncio.to_thread(store.remove_model_files, job)
+        return {"id": name, "object": "model", "deleted": True}
+
     app.include_router(v1)
     return CompletionRouter(app, service)
 
@@ -344,6 +361,7 @@ def new_job(service: Service, owner: str, body: dict) -> Job:
     for name in body:
         if name not in known:
             raise RequestError(f"unknown field {name!r}", name)
+    metadata = check_metadata(body.get("metadata"))
     if body.get("integrations"):
         raise RequestError("integrations are not supported (the run's metrics are in the job's events)",
                            "integrations")
@@ -391,5 +409,6 @@ def new_job(service: Service, owner: str, body: dict) -> Job:
     return store.add_job(Job(id=job_id, owner=owner, model=body["model"], stage=stage, method=method,
                              training_file=f.id, validation_file=None if vf is None else vf.id, suffix=suffix, seed=seed,
                              hyperparameters=given, recipe=recipe, resources=dict(service.resources),
+                             job_metadata=metadata,
                              status="queued", created_at=int(time.time()), cancel_requested=False, attempts=0,
                              resume=False))

@@ -174,3 +174,47 @@ def check_suffix(suffix: Any) -> str | None:
 def model_name(base: str, suffix: str | None, job_id: str) -> str:
     """The fine-tuned model's name, OpenAI style: `ft:<base>:<suffix>:<job id>`."""
     return f"ft:{base}:{suffix or ''}:{job_id}"
+
+
+METADATA_PAIRS, METADATA_KEY, METADATA_VALUE = 16, 64, 512
+
+
+def check_metadata(value: Any) -> dict[str, str] | None:
+    """OpenAI's metadata: null, or an object of at most 16 pairs, keys of at most 64 characters and
+    string values of at most 512."""
+    limits = f"at most {METADATA_PAIRS} pairs, keys of at most {METADATA_KEY} characters, string values of at " \
+             f"most {METADATA_VALUE}"
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise RequestError(f"metadata must be an object ({limits}), not {type(value).__name__}", "metadata")
+    if len(value) > METADATA_PAIRS:
+        raise RequestError(f"metadata has {len(value)} pairs; {limits}", "metadata")
+    for k, v in value.items():
+        if len(k) > METADATA_KEY:
+            raise RequestError(f"metadata key {k[:20]!r}... has {len(k)} characters; {limits}", "metadata")
+        if not isinstance(v, str):
+            raise RequestError(f"metadata[{k!r}] is {type(v).__name__}, not a string; {limits}", "metadata")
+        if len(v) > METADATA_VALUE:
+            raise RequestError(f"metadata[{k!r}] has {len(v)} characters; {limits}", "metadata")
+    return value
+
+
+def metadata_filter(query: list[tuple[str, str]]) -> tuple[dict[str, str], bool]:
+    """(pairs every listed job must hold, only jobs without metadata) from `metadata[KEY]=VALUE`
+    (several: all must match; an empty value matches the empty string) or `metadata=null`."""
+    pairs: dict[str, str] = {}
+    null = False
+    for name, value in query:
+        if name == "metadata":
+            if value != "null":
+                raise RequestError(f"metadata={value!r}: filter with metadata[KEY]=VALUE, or metadata=null for jobs "
+                                   "without metadata", "metadata")
+            null = True
+        elif name.startswith("metadata["):
+            if not name.endswith("]") or "[" in name[9:-1] or "]" in name[9:-1]:
+                raise RequestError(f"{name!r}: filter with metadata[KEY]=VALUE", "metadata")
+            pairs[name[9:-1]] = value
+    if null and pairs:
+        raise RequestError("give either metadata=null or metadata[KEY]=VALUE filters, not both", "metadata")
+    return pairs, null

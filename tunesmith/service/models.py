@@ -71,6 +71,19 @@ class ModelPool:
                 self.apps[id(engine)] = create_app(engine, manage_engine=False, **self.app_options)
             return self.apps[id(engine)]
 
+    def drop(self, model: str) -> None:
+        """Stop serving the fine-tuned `model` (deleted): its own engine is stopped, or its adapter
+        unloaded from the base's engine (which keeps serving the base and the other adapters)."""
+        with self.lock:
+            own = self.engines.pop(model, None)
+            shared = [e for e in self.engines.values() if model in e.adapters]
+            if own is not None:
+                self.apps.pop(id(own), None)
+        if own is not None:
+            own.stop()
+        for engine in shared:
+            engine.remove_adapter(model)
+
     def close(self) -> None:
         with self.lock:
             for engine in self.engines.values():

@@ -65,6 +65,10 @@ class Job(Base):
     resume: Mapped[bool] = mapped_column(Boolean, default=False)   # the next start continues the run
     runner: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # executor's record of the process
     claimed_by: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # the request's `metadata` (declarative reserves the attribute name); None is SQL NULL, so that
+    # `metadata=null` finds both the jobs created without it and those of a 0001 database
+    job_metadata: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON(none_as_null=True), nullable=True)
+    model_deleted_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # DELETE /v1/models/{ft model}
 
 
 class Event(Base):

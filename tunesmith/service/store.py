@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -157,20 +158,70 @@ class Store:
             return s.scalar(q)
 
     def job_by_model(self, owner: str, model: str) -> Job | None:
+        """The succeeded job whose fine-tuned model is `model`, unless the model was deleted."""
         with self.sessions() as s:
             return s.scalar(select(Job).where(Job.fine_tuned_model == model, Job.owner == owner,
-                                              Job.status == "succeeded"))
+                                              Job.status == "succeeded", Job.model_deleted_at.is_(None)))
 
-    def list_jobs(self, owner: str, after: str | None, limit: int) -> tuple[list[Job], bool]:
-        """Newest first; `after` is the id of the last job of the previous page."""
+    def fine_tuned_models(self, owner: str) -> list[Job]:
+        """The owner's succeeded jobs whose models are not deleted, oldest first (GET /v1/models)."""
         with self.sessions() as s:
-            q = select(Job).where(Job.owner == owner)
+            return list(s.scalars(select(Job).where(Job.owner == owner, Job.status == "succeeded",
+                                                    Job.model_deleted_at.is_(None)).order_by(Job.seq)))
+
+    def delete_model(self, owner: str, model: str) -> Job | None:
+        """Mark the owner's fine-tuned `model` deleted (the job stays): one conditional UPDATE, so of two
+        concurrent deletes one wins. None when there is no such model or it is deleted already; the
+        caller removes the files once the model is unreachable."""
+        mine = (Job.fine_tuned_model == model, Job.owner == owner, Job.status == "succeeded")
+        with self.tx() as s:
+            if s.execute(update(Job).where(*mine, Job.model_deleted_at.is_(None))
+                         .values(model_deleted_at=int(time.time()))).rowcount != 1:
+                return None
+            return s.scalar(select(Job).where(*mine))
+
+    def remove_model_files(self, job: Job) -> bool:
+        """Remove the job's model folder (`model_path`), and nothing else: only a real folder inside the
+        job's own folder (not the job folder itself, not through a symbolic link). False when there was
+        nothing to remove there."""
+        if not job.model_path:
+            return False
+        folder = Path(job.model_path)
+        home = self.job_dir(job.id).resolve()
+        if folder.is_symlink() or not folder.is_dir() or folder.resolve() == home \
+                or not folder.resolve().is_relative_to(home):
+            return False
+        shutil.rmtree(folder)
+        return True
+
+    def list_jobs(self, owner: str, after: str | None, limit: int, metadata: dict[str, str] | None = None,
+                  null_metadata: bool = False) -> tuple[list[Job], bool]:
+        """Newest first; `after` is the id of the last job of the previous page. `metadata`: only jobs
+        holding every one of these pairs; `null_metadata`: only jobs created without metadata. The
+        pairs are matched here, not in SQL, reading only each job's seq and metadata: SQLite's JSON paths
+        miss keys that hold quotes or non-ASCII characters."""
+        with self.sessions() as s:
+            where = [Job.owner == owner]
             if after:
                 seq = s.scalar(select(Job.seq).where(Job.id == after, Job.owner == owner))
                 if seq is not None:
-                    q = q.where(Job.seq < seq)
-            rows = list(s.scalars(q.order_by(Job.seq.desc()).limit(limit + 1)))
-            return rows[:limit], len(rows) > limit
+                    where.append(Job.seq < seq)
+            if null_metadata:
+                where.append(Job.job_metadata.is_(None))
+            if not metadata:
+                rows = list(s.scalars(select(Job).where(*where).order_by(Job.seq.desc()).limit(limit + 1)))
+                return rows[:limit], len(rows) > limit
+            seqs: list[int] = []
+            found = s.execute(select(Job.seq, Job.job_metadata).where(*where, Job.job_metadata.is_not(None))
+                              .order_by(Job.seq.desc()).execution_options(yield_per=500))
+            for seq, held in found:
+                if isinstance(held, dict) and all(held.get(k) == v for k, v in metadata.items()):
+                    seqs.append(seq)
+                    if len(seqs) > limit:
+                        break
+            found.close()
+            jobs = list(s.scalars(select(Job).where(Job.seq.in_(seqs[:limit])).order_by(Job.seq.desc())))
+            return jobs, len(seqs) > limit
 
     def jobs_with_status(self, *status: str, owner: str | None = None) -> list[Job]:
         with self.sessions() as s:
