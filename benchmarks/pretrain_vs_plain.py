@@ -334,37 +334,35 @@ def main() -> None:
           f"{s['rounds']} round(s); plain loops' AdamW: {'fused' if s['fused_adamw'] else 'torch default (foreach)'}; "
           f"plain loops' malloc: {'freed memory kept, as tunesmith' if s['plain_heap'] else 'glibc defaults'}",
           flush=True)
-    rates: dict[str, list[float]] = {side: [] for side in SIDES}
-    ratios: dict[str, list[float]] = {"plain": [], "nanogpt": []}
-    windows: dict[str, list[float]] = {side: [] for side in SIDES}
-    window_ratios: dict[str, list[float]] = {"plain": [], "nanogpt": []}
-    last: dict[str, dict] = {}
-    every: list[dict[str, dict]] = []
+    every: list[dict[str, dict]] = []  # each round's result per side
     with tempfile.TemporaryDirectory(prefix="pretrain-vs-plain-") as tmp:
         work = Path(tmp)
         prepare(work, s)
         for r in range(s["rounds"]):
             order = SIDES if r % 2 == 0 else SIDES[::-1]
             got = {side: run_side(side, work, s) for side in order}
-            for side in SIDES:
-                rates[side].append(got[side]["tokens_per_s"])
-                windows[side].append(got[side]["wall_tokens_per_s"])
-            for other in ratios:
-                ratios[other].append(got["tunesmith"]["tokens_per_s"] / got[other]["tokens_per_s"])
-                window_ratios[other].append(got["tunesmith"]["wall_tokens_per_s"] / got[other]["wall_tokens_per_s"])
             print(f"round {r + 1}: " + ", ".join(f"{side} {got[side]['tokens_per_s']:,.0f}" for side in SIDES)
                   + " tokens/s", flush=True)
-            last = got
             every.append(got)
+
+    def per_round(side: str, key: str = "tokens_per_s") -> list[float]:
+        return [r[side][key] for r in every]
+
+    def ratio_per_round(other: str, key: str = "tokens_per_s") -> list[float]:  # tunesmith / other, each round
+        return [r["tunesmith"][key] / r[other][key] for r in every]
+
+    ratios = {other: ratio_per_round(other) for other in ("plain", "nanogpt")}
+    window_ratios = {other: ratio_per_round(other, "wall_tokens_per_s") for other in ("plain", "nanogpt")}
+    last = every[-1]
     print()
     print("| side | params | tokens/CPU-s | CPU ms a step | page faults a step | tokens/wall-s | tunesmith / side | "
           "same, wall time |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for side in SIDES:
-        rate, whole = statistics.median(rates[side]), statistics.median(windows[side])
+        rate, whole = statistics.median(per_round(side)), statistics.median(per_round(side, "wall_tokens_per_s"))
         ratio = "1.00x" if side == "tunesmith" else f"{statistics.median(ratios[side]):.2f}x"
         ratio_w = "1.00x" if side == "tunesmith" else f"{statistics.median(window_ratios[side]):.2f}x"
-        faults = statistics.median(r[side]["faults_per_step"] for r in every)
+        faults = statistics.median(per_round(side, "faults_per_step"))
         print(f"| {side} | {last[side]['params']:,} | {rate:,.0f} | {1000 * last[side]['step_cpu_s']:.1f} | {faults:,.0f} | "
               f"{whole:,.0f} | {ratio} | {ratio_w} |")
     print()

@@ -21,7 +21,7 @@ that fails when the library changes under it (then the workaround is revisited, 
 | `fsdp2_sees_tied_tokens` | accelerate 1.15, peft 0.21.2 | FSDP2 preparation looks for tied embeddings through `get_input/output_embeddings`; peft's trainable-token wrappers hide the tie and sharding fails (test: tests/distributed/test_fsdp.py) |
 | `process_group_timeout` | torch 2.13 | the collective timeout a process group was created with is readable only through private attributes (test: tests/distributed/test_how_it_ran.py, test_fsdp.py: environment.json's `timeout_s`) |
 | `plain_lm_head` | trl 1.16 | TRL's fused LM-head kernel scores every position in Python-level tiles off Triton devices: on CPU with a small vocabulary it takes 3x the whole model's forward |
-| `keep_freed_heap` | glibc 2.36 | glibc gives large freed blocks back to the kernel (blocks over the mmap threshold; heap top over the trim threshold): a training step frees and reallocates the same tensors every step, and each time the kernel faults and zeroes every page (nano pretraining: ~10,000 faults, ~10 % of the step) |
+| `keep_freed_heap` | glibc 2.36 | glibc gives large freed blocks back to the kernel (blocks over the mmap threshold; heap top over the trim threshold): a training step frees and reallocates the same tensors every step, and each time the kernel faults and zeroes every page (a hand-written nano pretraining step: 2,000-12,500 faults a step; the stage with this: ~20) |
 """
 from __future__ import annotations
 

@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterator
 
 from transformers import TrainerCallback, set_seed
 
+from .compat import keep_freed_heap
 from .core.callbacks import MetricsLogger, NonFiniteGuard, console_progress
 from .core.checkpoints import MarkComplete, last_checkpoint
 from .core.device import pick_dtype
@@ -79,8 +80,6 @@ def run_stage(stage: str, cfg: Any, load: Callable[[RunDir, str], Any],
     run = open_run(cfg.run, stage)
     batch_layout(cfg.train)  # a batch that does not split over micro-batches and processes: before anything
     set_seed(cfg.train.seed)
-    from .compat import keep_freed_heap
-
     heap = keep_freed_heap()  # every step reuses freed memory instead of faulting in new pages
     with _removed_on_failure(run):  # a run that fails before training leaves no folder behind
         with main_process_first():  # the others reuse what it prepared (the dtype probe's cache too)

@@ -97,6 +97,12 @@ def probe_dtypes(step: Callable[[str], tuple[float, float]], repeats: int = 5, b
             "bailed_out": bailed}
 
 
+def prompt_learning(model: Any) -> bool:
+    """Whether `model` is a PEFT prompt-learning model (prompt or prefix tuning): its wrapper adds
+    virtual tokens, so the backbone alone or positions counted on the input miss them."""
+    return bool(getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False))
+
+
 def step_loss(model: Any, batch: dict) -> torch.Tensor:
     """The loss of one forward of `model` on `batch` as the stages train: with token labels on a
     causal LM, the LM head only where a label counts (`compat.logits_where_scored`, what SFT and
@@ -110,8 +116,7 @@ def step_loss(model: Any, batch: dict) -> torch.Tensor:
 
     target = model.get_base_model() if hasattr(model, "get_base_model") else model
     labels, ids = batch.get("labels"), batch.get("input_ids")
-    prompt_learning = getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False)
-    if labels is not None and ids is not None and labels.shape == ids.shape and not prompt_learning \
+    if labels is not None and ids is not None and labels.shape == ids.shape and not prompt_learning(model) \
             and type(target).__name__ in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values() and plain_head_applies(target):
         logits, picked, _ = logits_where_scored(target, labels, **{k: v for k, v in batch.items() if k != "labels"})
         return torch.nn.functional.cross_entropy(logits.float(), picked)

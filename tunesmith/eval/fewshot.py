@@ -143,8 +143,8 @@ def loglikelihood_greedy(model: torch.nn.Module, tokenizer: Any, requests: Seque
         for batch in sorted_batches([len(s) for s in inputs], batch_size):
             ids, mask = pad([inputs[i] for i in batch], pad_id)
             ends = [len(inputs[i]) for i in batch]  # the logits at the last len(cont) positions predict cont
-            logits, ends = _continuation_logits(model, ids.to(device), mask.to(device), ends,
-                                                max(wanted[i] for i in batch), keep)
+            logits, ends, keep = _continuation_logits(model, ids.to(device), mask.to(device), ends,
+                                                      max(wanted[i] for i in batch), keep)
             for row, i in enumerate(batch):
                 logps[i] = torch.log_softmax(logits[row, ends[row] - wanted[i]:ends[row]].float(), dim=-1).cpu()
     out = []
@@ -161,18 +161,21 @@ def _keeps_positions(model: torch.nn.Module) -> bool:
     prompt learning puts virtual tokens in front, so positions shift: the whole sequence then."""
     import inspect
 
-    if getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False):
+    from ..core.device import prompt_learning
+
+    if prompt_learning(model):
         return False
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
 def _continuation_logits(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, ends: list[int],
-                         width: int, keep: bool) -> tuple[torch.Tensor, list[int]]:
-    """Logits [rows, positions, vocab] and each row's end in them: with `keep`, only the last
-    `width` positions before each row's end (its longest continuation) go through the LM head,
-    not [rows, sequence, vocab] (a 128k vocabulary at 16 x 2,048 tokens is 16 GiB of fp32 logits);
-    a model whose forward does not return them so gets the whole sequence."""
+                         width: int, keep: bool) -> tuple[torch.Tensor, list[int], bool]:
+    """Logits [rows, positions, vocab], each row's end in them, and whether the next batch should
+    try `keep` again: with `keep`, only the last `width` positions before each row's end (its longest
+    continuation) go through the LM head, not [rows, sequence, vocab] (a 128k vocabulary at 16 x
+    2,048 tokens is 16 GiB of fp32 logits); a model whose forward does not return them so gets the
+    whole sequence, from then on."""
     if keep:
         last = torch.tensor(ends, device=ids.device)[:, None]
         positions = (last - width + torch.arange(width, device=ids.device)).clamp(min=0)
@@ -181,8 +184,8 @@ def _continuation_logits(model: torch.nn.Module, ids: torch.Tensor, mask: torch.
         except (TypeError, IndexError, RuntimeError):
             logits = None
         if logits is not None and tuple(logits.shape[:2]) == (len(ends), width):
-            return logits, [width] * len(ends)
-    return model(input_ids=ids, attention_mask=mask).logits, ends
+            return logits, [width] * len(ends), True
+    return model(input_ids=ids, attention_mask=mask).logits, ends, False
 
 
 def _pair_encoder(tokenizer: Any, add_bos: bool | str):
